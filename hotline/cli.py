@@ -1,0 +1,283 @@
+"""The ``hotline`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from hotline import __version__
+from hotline.config import DEFAULT_CONFIG, Config, ConfigError, load_config
+from hotline.logs import setup_logging
+
+Handler = Callable[[Config, argparse.Namespace], int]
+
+
+def _config(args: argparse.Namespace) -> Config:
+    path = args.config
+    if path is None and Path(DEFAULT_CONFIG).exists():
+        path = DEFAULT_CONFIG
+    return load_config(path)
+
+
+def _run(coro: Awaitable[int]) -> int:
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+# -- commands -----------------------------------------------------------------------
+
+
+def cmd_version(cfg: Config, args: argparse.Namespace) -> int:
+    print(f"hotline {__version__}")
+    return 0
+
+
+def cmd_check_config(cfg: Config, args: argparse.Namespace) -> int:
+    from ivr.flow.loader import FlowError, load_flows
+
+    folder = cfg.path(cfg.paths.dialplans)
+    try:
+        flows = load_flows(folder)
+    except FlowError as e:
+        print(f"configuration {cfg.source}: flows are not valid:", file=sys.stderr)
+        for p in e.problems:
+            print(f"  {p}", file=sys.stderr)
+        return 1
+    if not flows:
+        print(f"{cfg.source}: paths.dialplans: no flow files (*.yaml) in {folder}", file=sys.stderr)
+        return 1
+    if cfg.ivr.default_flow not in flows:
+        print(f"{cfg.source}: ivr.default_flow: no flow named {cfg.ivr.default_flow!r}",
+              file=sys.stderr)
+        return 1
+    if cfg.ami.enabled:
+        cfg.ami_secret()  # raises ConfigError naming the key when unreadable
+    print(f"configuration {cfg.source}: ok")
+    for name, f in sorted(flows.items()):
+        print(f"  flow {name}: {len(f.nodes)} nodes, languages {', '.join(f.languages)} ({f.file})")
+    return 0
+
+
+def cmd_serve(cfg: Config, args: argparse.Namespace) -> int:
+    from hotline.app import serve
+
+    setup_logging(cfg.server.log_level, cfg.server.log_format)
+    asyncio.run(serve(cfg, role=args.role))
+    return 0
+
+
+def cmd_flow_show(cfg: Config, args: argparse.Namespace) -> int:
+    from ivr.flow import render
+    from ivr.flow.loader import FlowError, load_flow
+
+    try:
+        flow = load_flow(Path(args.file))
+    except FlowError as e:
+        print(e, file=sys.stderr)
+        return 1
+    fmt = {"outline": lambda f: render.outline(f, args.language), "dot": render.dot,
+           "mermaid": render.mermaid}[args.format]
+    sys.stdout.write(fmt(flow))
+    return 0
+
+
+def cmd_prompts_build(cfg: Config, args: argparse.Namespace) -> int:
+    from hotline.app import build_prompts
+    from ivr.flow.engine import BUILTIN
+    from ivr.flow.loader import load_flows
+    from ivr.flow.model import Menu, Prompt
+
+    flows = load_flows(cfg.path(cfg.paths.dialplans))
+    todo: set[tuple[str, str]] = set()
+    for flow in flows.values():
+        for node in flow.nodes.values():
+            prompts: list[Prompt] = [getattr(node, "prompt", Prompt())]
+            if isinstance(node, Menu):
+                prompts += [node.no_input, node.invalid]
+            for prompt in prompts:
+                for part in prompt.parts:
+                    for lang, text in part.text.items():
+                        if "{" not in text:  # personalised prompts render per call
+                            todo.add((text, lang))
+        for texts in BUILTIN.values():
+            todo.update((t, lang) for lang, t in texts.items() if lang in flow.languages)
+
+    async def build() -> int:
+        cache = build_prompts(cfg)
+        done = 0
+        for text, lang in sorted(todo):
+            await cache.ensure(text, lang)
+            done += 1
+            print(f"\r{done}/{len(todo)} prompts", end="", file=sys.stderr, flush=True)
+        print(f"\n{len(todo)} prompts ready ({cache.rendered} rendered now, the rest cached) in "
+              f"{cfg.path(cfg.paths.prompts_host) / 'tts'}", file=sys.stderr)
+        return 0
+
+    return _run(build())
+
+
+def _with_db(fn: Callable[[Any], Awaitable[int]], cfg: Config) -> int:
+    from hotline.db import Database
+
+    async def go() -> int:
+        db = Database(cfg.database_url())
+        try:
+            await db.migrate()
+            return await fn(db)
+        finally:
+            await db.close()
+
+    return _run(go())
+
+
+def cmd_db_upgrade(cfg: Config, args: argparse.Namespace) -> int:
+    async def go(db: Any) -> int:
+        print("database schema is current")
+        return 0
+
+    return _with_db(go, cfg)
+
+
+def cmd_customers_import(cfg: Config, args: argparse.Namespace) -> int:
+    from hotline.customers import CustomerDirectory, CustomerImportError
+
+    async def go(db: Any) -> int:
+        try:
+            added, updated = await CustomerDirectory(db).import_csv(Path(args.file))
+        except (CustomerImportError, OSError) as e:
+            print(f"import failed, nothing changed: {e}", file=sys.stderr)
+            return 1
+        print(f"{added} customers added, {updated} updated")
+        return 0
+
+    return _with_db(go, cfg)
+
+
+def cmd_customers_list(cfg: Config, args: argparse.Namespace) -> int:
+    from hotline.customers import CustomerDirectory
+
+    async def go(db: Any) -> int:
+        customers = await CustomerDirectory(db).list()
+        if args.json:
+            print(json.dumps([c.profile() for c in customers], indent=2, ensure_ascii=False))
+        else:
+            for c in customers:
+                print(f"{c.id:4} {c.account:8} {c.phone:14} {c.name:24} {c.language} "
+                      f"balance {c.balance_cents / 100:.2f}")
+        return 0
+
+    return _with_db(go, cfg)
+
+
+def cmd_calls_show(cfg: Config, args: argparse.Namespace) -> int:
+    from hotline.interactions import InteractionStore
+
+    async def go(db: Any) -> int:
+        it = await InteractionStore(db).get(args.call_id)
+        if it is None:
+            print(f"no call {args.call_id!r}", file=sys.stderr)
+            return 1
+        if args.json:
+            print(json.dumps(it.to_json(), indent=2, ensure_ascii=False))
+            return 0
+        print(f"call {it.call_id}  (interaction {it.id}, flow {it.flow})")
+        print(f"  caller    {it.caller_number} {it.caller_name}".rstrip())
+        print(f"  customer  {it.customer_id if it.customer_id is not None else '-'}"
+              f"   language {it.language}")
+        print(f"  started   {it.started_at:%Y-%m-%d %H:%M:%S}  ended "
+              f"{it.ended_at:%H:%M:%S}" if it.ended_at else f"  started   {it.started_at}")
+        print(f"  outcome   {it.outcome}" + (f" -> queue {it.queue}" if it.queue else "")
+              + (f"   intent {it.intent}" if it.intent else ""))
+        print("  path")
+        for s in it.steps:
+            res = f" -> {s['result']}" if "result" in s else ""
+            tries = f" ({', '.join(s['tries'])})" if s.get("tries") else ""
+            print(f"    {s['at_ms'] / 1000:6.1f}s  {s['node']:20} {s['type']:8} "
+                  f"{s.get('ms', 0):5} ms{res}{tries}")
+        if it.inputs:
+            print("  inputs    " + ", ".join(f"{k}={v}" for k, v in it.inputs.items()))
+        for t in it.self_service:
+            print(f"  self-service {t}")
+        if it.error:
+            print(f"  error     {it.error}")
+        return 0
+
+    return _with_db(go, cfg)
+
+
+def cmd_calls_list(cfg: Config, args: argparse.Namespace) -> int:
+    from hotline.interactions import InteractionStore
+
+    async def go(db: Any) -> int:
+        for it in await InteractionStore(db).recent(args.limit):
+            print(f"{it.started_at:%Y-%m-%d %H:%M:%S}  {it.call_id:24} {it.caller_number:12} "
+                  f"{it.outcome:12} {it.queue or '':8} {' > '.join(it.path)[:80]}")
+        return 0
+
+    return _with_db(go, cfg)
+
+
+# -- parser -------------------------------------------------------------------------------
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hotline", description="IVR and CTI server for Asterisk")
+    p.add_argument("--config", "-c", help=f"TOML file (default: $HOTLINE_CONFIG or ./{DEFAULT_CONFIG})")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def add(name: str, fn: Handler, help_: str, parent: Any = sub) -> argparse.ArgumentParser:
+        sp: argparse.ArgumentParser = parent.add_parser(name, help=help_)
+        sp.set_defaults(fn=fn)
+        return sp
+
+    add("version", cmd_version, "print the version")
+    add("check-config", cmd_check_config, "validate the configuration and every flow file")
+    s = add("serve", cmd_serve, "run the FastAGI server and the AMI client")
+    s.add_argument("--role", choices=["all", "ivr", "cti"], default="all")
+
+    flow = sub.add_parser("flow", help="call flows").add_subparsers(dest="flow_cmd", required=True)
+    s = add("show", cmd_flow_show, "print a flow as an outline or a graph", flow)
+    s.add_argument("file")
+    s.add_argument("--format", choices=["outline", "dot", "mermaid"], default="outline")
+    s.add_argument("--language")
+
+    prompts = sub.add_parser("prompts", help="prompt audio").add_subparsers(dest="p", required=True)
+    add("build", cmd_prompts_build, "render every prompt of every flow (TTS, cached)", prompts)
+
+    db = sub.add_parser("db", help="database").add_subparsers(dest="d", required=True)
+    add("upgrade", cmd_db_upgrade, "apply migrations", db)
+
+    cust = sub.add_parser("customers", help="customer directory").add_subparsers(dest="c", required=True)
+    s = add("import", cmd_customers_import, "import customers from CSV", cust)
+    s.add_argument("file")
+    s = add("list", cmd_customers_list, "list customers", cust)
+    s.add_argument("--json", action="store_true")
+
+    calls = sub.add_parser("calls", help="interaction records").add_subparsers(dest="k", required=True)
+    s = add("show", cmd_calls_show, "one call's trip through the IVR", calls)
+    s.add_argument("call_id", help="call id (linkedid) or interaction id")
+    s.add_argument("--json", action="store_true")
+    s = add("list", cmd_calls_list, "recent calls", calls)
+    s.add_argument("--limit", type=int, default=20)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        cfg = _config(args)
+        code: int = args.fn(cfg, args)
+    except ConfigError as e:
+        print(f"configuration error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

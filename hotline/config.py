@@ -1,0 +1,191 @@
+"""Configuration: one TOML file, overridable by ``HOTLINE_*`` environment variables.
+
+``HOTLINE_SECTION__KEY=value`` overrides ``[section] key`` (two underscores
+between section and key), e.g. ``HOTLINE_AGI__PORT=4574``.  Secrets come from
+the environment (``HOTLINE_AMI__SECRET``) or from a file (``secret_file``) and
+are held as :class:`pydantic.SecretStr`, so they never show up in a log line,
+a repr or ``hotline check-config`` output.
+
+Unknown keys and wrong types are errors that name the key.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+ENV_PREFIX = "HOTLINE_"
+DEFAULT_CONFIG = "hotline.toml"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the file and key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class ServerConfig(_Section):
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "text"] = "json"
+
+
+class AgiConfig(_Section):
+    host: str = "127.0.0.1"
+    port: Port = 4573
+    # A client must send its whole AGI environment within this time.
+    header_timeout_s: float = Field(5.0, gt=0)
+    # How long we wait for Asterisk to answer one AGI command.
+    command_timeout_s: float = Field(120.0, gt=0)
+    max_connections: int = Field(5000, ge=1)
+
+
+class AmiConfig(_Section):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: Port = 5038
+    username: str = "hotline"
+    secret: SecretStr | None = None
+    secret_file: Path | None = None
+    reconnect_min_s: float = Field(0.5, gt=0)
+    reconnect_max_s: float = Field(30.0, gt=0)
+
+
+class DatabaseConfig(_Section):
+    url: str = "sqlite+aiosqlite:///var/hotline.db"
+    echo: bool = False
+
+
+class PathsConfig(_Section):
+    """Folders both Hotline and Asterisk see, each under two names.
+
+    ``*_host`` is where Hotline reads and writes; ``*_asterisk`` is the same
+    folder as Asterisk sees it (a bind mount in the sandbox, a shared volume
+    in production).
+    """
+
+    dialplans: Path = Path("dialplans")
+    prompts_host: Path = Path("prompts")
+    prompts_asterisk: str = "/srv/hotline/prompts"
+    recordings_host: Path = Path("recordings")
+    recordings_asterisk: str = "/srv/hotline/recordings"
+
+
+class TtsConfig(_Section):
+    rate: int = Field(160, ge=60, le=400)
+    # espeak-ng voice per language; a language not listed uses its own code.
+    voices: dict[str, str] = Field(default_factory=lambda: {"en": "gmw/en-us", "ko": "ko"})
+    render_timeout_s: float = Field(30.0, gt=0)
+
+
+class IvrConfig(_Section):
+    # Where a caller goes when a flow cannot go on (crash, retries exhausted).
+    fallback_queue: str = "support"
+    default_flow: str = "hotline"
+
+
+class Config(_Section):
+    server: ServerConfig = ServerConfig()
+    agi: AgiConfig = AgiConfig()
+    ami: AmiConfig = AmiConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    paths: PathsConfig = PathsConfig()
+    tts: TtsConfig = TtsConfig()
+    ivr: IvrConfig = IvrConfig()
+    # Where the file was read from: relative paths in it are relative to this.
+    base_dir: Path = Path(".")
+    source: str = "<defaults>"
+
+    def path(self, p: Path) -> Path:
+        return p if p.is_absolute() else (self.base_dir / p)
+
+    def ami_secret(self) -> str | None:
+        """The AMI secret, from env/config or from ``secret_file``."""
+        if self.ami.secret is not None:
+            return self.ami.secret.get_secret_value()
+        if self.ami.secret_file is not None:
+            f = self.path(self.ami.secret_file)
+            try:
+                return f.read_text().strip()
+            except OSError as e:
+                raise ConfigError(f"ami.secret_file: cannot read {f}: {e.strerror}") from e
+        return None
+
+    def database_url(self) -> str:
+        """The database URL with a relative SQLite path made absolute."""
+        url = self.database.url
+        prefix = "sqlite+aiosqlite:///"
+        if url.startswith(prefix) and not url[len(prefix) :].startswith("/"):
+            rest = url[len(prefix) :]
+            if rest and rest != ":memory:":
+                return prefix + str((self.base_dir / rest).resolve())
+        return url
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        section, _, key = name[len(ENV_PREFIX) :].partition("__")
+        out.setdefault(section.lower(), {})[key.lower()] = value
+    return out
+
+
+def _merge(data: dict[str, Any], overrides: dict[str, dict[str, str]]) -> dict[str, Any]:
+    merged = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
+    for section, values in overrides.items():
+        target = merged.setdefault(section, {})
+        if not isinstance(target, dict):
+            raise ConfigError(f"environment: {section} is not a section")
+        target.update(values)
+    return merged
+
+
+def _format_errors(source: str, err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            lines.append(f"{source}: {key}: unknown key")
+        else:
+            shown = "" if "secret" in key else f" (got {e.get('input')!r})"
+            lines.append(f"{source}: {key}: {e['msg']}{shown}")
+    return "\n".join(lines)
+
+
+def load_config(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Config:
+    """Read the TOML file (or defaults), apply ``HOTLINE_*`` overrides, validate."""
+    env = dict(os.environ if environ is None else environ)
+    if path is None:
+        path = env.get("HOTLINE_CONFIG")
+    data: dict[str, Any] = {}
+    source = "<defaults>"
+    base_dir = Path.cwd()
+    if path is not None:
+        p = Path(path)
+        source = str(p)
+        try:
+            with p.open("rb") as f:
+                data = tomllib.load(f)
+        except FileNotFoundError as e:
+            raise ConfigError(f"{p}: no such configuration file") from e
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{p}: not valid TOML: {e}") from e
+        base_dir = p.resolve().parent
+    for reserved in ("base_dir", "source"):
+        if reserved in data:
+            raise ConfigError(f"{source}: {reserved}: unknown key")
+    data = _merge(data, _env_overrides(env))
+    try:
+        return Config.model_validate({**data, "base_dir": base_dir, "source": source})
+    except ValidationError as e:
+        raise ConfigError(_format_errors(source, e)) from None

@@ -1,0 +1,57 @@
+"""Database tables (SQLAlchemy 2).  Storage only: domain code sees dataclasses."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Date, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class CustomerRow(Base):
+    __tablename__ = "customers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200))
+    phone: Mapped[str] = mapped_column(String(32), unique=True, index=True)
+    account: Mapped[str] = mapped_column(String(32), unique=True, index=True)
+    language: Mapped[str] = mapped_column(String(8), default="en")
+    balance_cents: Mapped[int] = mapped_column(Integer, default=0)
+    last_bill_date: Mapped[date | None] = mapped_column(Date, nullable=True)
+    last_bill_cents: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    bill_due_date: Mapped[date | None] = mapped_column(Date, nullable=True)
+    open_ticket: Mapped[str | None] = mapped_column(String(500), nullable=True)
+
+
+class InteractionRow(Base):
+    """One call's trip through the IVR, keyed by Asterisk's linkedid (call_id)."""
+
+    __tablename__ = "interactions"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    call_id: Mapped[str] = mapped_column(String(64), index=True)
+    channel: Mapped[str] = mapped_column(String(128), default="")
+    flow: Mapped[str] = mapped_column(String(64))
+    caller_number: Mapped[str] = mapped_column(String(64), default="", index=True)
+    caller_name: Mapped[str] = mapped_column(String(128), default="")
+    customer_id: Mapped[int | None] = mapped_column(
+        ForeignKey("customers.id", ondelete="SET NULL"), nullable=True
+    )
+    language: Mapped[str] = mapped_column(String(8), default="en")
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    outcome: Mapped[str] = mapped_column(String(16), default="in_progress")
+    queue: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    intent: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    steps: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    inputs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    transcripts: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    self_service: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+    __table_args__ = (Index("ix_interactions_outcome_started", "outcome", "started_at"),)

@@ -1,0 +1,1 @@
+"""The caller side: FastAGI server, call flows, prompts."""

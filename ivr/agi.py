@@ -1,0 +1,335 @@
+"""The AGI protocol, and nothing else: environment, commands, replies, hangup.
+
+Wire format (Asterisk's res_agi): on connect Asterisk sends ``agi_key: value``
+lines ended by an empty line; then we send one command line at a time and
+read one reply line (``200 result=1 (data) endpos=1234``; ``510`` invalid
+command; ``511`` dead channel; ``520-`` usage, several lines).  When the
+caller hangs up during FastAGI, Asterisk sends the line ``HANGUP``.
+
+Every way a call can end under us (``HANGUP``, ``511``, ``result=-1`` where
+that means hangup, EOF) becomes one exception, :class:`AgiHangup`, and after
+it nothing more is written to the channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass, field
+
+MAX_ENV_LINES = 200
+MAX_LINE = 4096
+DIGITS = "0123456789*#"
+
+
+class AgiError(Exception):
+    """Base of everything this module raises."""
+
+
+class AgiHangup(AgiError):
+    """The channel is gone: the caller hung up (or Asterisk dropped the call)."""
+
+
+class AgiProtocolError(AgiError):
+    """The peer sent something that is not AGI (garbage, over-long, timed out)."""
+
+
+class AgiInvalidCommand(AgiError):
+    """510: Asterisk does not know the command."""
+
+
+class AgiUsageError(AgiError):
+    """520: the command's arguments are wrong; the message has Asterisk's usage text."""
+
+
+class AgiCommandFailed(AgiError):
+    """The command ran and failed (e.g. result=-1 for a prompt file that is missing)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AgiReply:
+    code: int
+    result: str = ""
+    data: str | None = None
+    extras: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def value(self) -> int:
+        try:
+            return int(self.result)
+        except ValueError:
+            return 0
+
+
+_REPLY = re.compile(r"^(?P<code>\d{3})(?P<sep>[ -])(?P<rest>.*)$")
+_RESULT = re.compile(r"^result=(?P<result>\S*)(?: \((?P<data>.*)\))?(?P<extras>(?: [\w-]+=\S*)*)\s*$")
+
+
+def parse_reply(line: str) -> AgiReply:
+    """Parse one reply line.  Raises AgiHangup for ``HANGUP``, AgiProtocolError for garbage."""
+    if line == "HANGUP":
+        raise AgiHangup("HANGUP received")
+    m = _REPLY.match(line)
+    if m is None:
+        raise AgiProtocolError(f"not an AGI reply: {line[:80]!r}")
+    code = int(m["code"])
+    rest = m["rest"]
+    if code != 200:
+        return AgiReply(code=code, data=rest)
+    r = _RESULT.match(rest)
+    if r is None:
+        raise AgiProtocolError(f"malformed 200 reply: {line[:80]!r}")
+    extras = dict(kv.split("=", 1) for kv in r["extras"].split())
+    return AgiReply(code=200, result=r["result"], data=r["data"], extras=extras)
+
+
+def parse_environment(lines: list[str]) -> dict[str, str]:
+    """``agi_key: value`` lines to a dict.  Strict: anything else is a protocol error."""
+    env: dict[str, str] = {}
+    for line in lines:
+        key, sep, value = line.partition(":")
+        if not sep or not key.startswith("agi_") or not re.fullmatch(r"agi_\w+", key):
+            raise AgiProtocolError(f"not an AGI environment line: {line[:80]!r}")
+        env[key] = value.removeprefix(" ")
+    if "agi_channel" not in env and "agi_network_script" not in env:
+        raise AgiProtocolError("AGI environment without agi_channel or agi_network_script")
+    return env
+
+
+def quote(arg: str) -> str:
+    """Quote one command argument.  Newlines would inject a second command: refused."""
+    if any(c in arg for c in "\r\n\0"):
+        raise ValueError(f"AGI argument contains a line break: {arg!r}")
+    return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+async def _readline(reader: asyncio.StreamReader) -> str:
+    try:
+        raw = await reader.readuntil(b"\n")
+    except asyncio.IncompleteReadError as e:
+        raise AgiHangup("connection closed by Asterisk") from e
+    except asyncio.LimitOverrunError as e:
+        raise AgiProtocolError("line too long") from e
+    if len(raw) > MAX_LINE:
+        raise AgiProtocolError("line too long")
+    try:
+        return raw.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError as e:
+        raise AgiProtocolError("line is not UTF-8") from e
+
+
+async def read_environment(reader: asyncio.StreamReader, timeout: float) -> dict[str, str]:
+    """Read the AGI environment block, bounded in lines, bytes and time."""
+
+    async def read() -> dict[str, str]:
+        lines: list[str] = []
+        while True:
+            try:
+                line = await _readline(reader)
+            except AgiHangup as e:
+                raise AgiProtocolError("connection closed before the AGI environment ended") from e
+            if line == "":
+                return parse_environment(lines)
+            lines.append(line)
+            if len(lines) > MAX_ENV_LINES:
+                raise AgiProtocolError("AGI environment too long")
+
+    try:
+        return await asyncio.wait_for(read(), timeout)
+    except TimeoutError:
+        raise AgiProtocolError(f"no complete AGI environment within {timeout:g} s") from None
+
+
+class AgiChannel:
+    """One call's AGI session: typed commands over a FastAGI connection."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        env: dict[str, str],
+        command_timeout: float = 120.0,
+    ) -> None:
+        self._reader = reader
+        self._writer = writer
+        self.env = env
+        self.command_timeout = command_timeout
+        self.hung_up = False
+
+    # -- what Asterisk told us --------------------------------------------
+    @property
+    def script(self) -> str:
+        """The FastAGI path (``agi://host/hotline?x=1`` gives ``hotline``)."""
+        return self.env.get("agi_network_script", "").split("?", 1)[0].strip("/")
+
+    @property
+    def uniqueid(self) -> str:
+        return self.env.get("agi_uniqueid", "")
+
+    @property
+    def channel(self) -> str:
+        return self.env.get("agi_channel", "")
+
+    @property
+    def caller_number(self) -> str:
+        n = self.env.get("agi_callerid", "")
+        return "" if n == "unknown" else n
+
+    @property
+    def caller_name(self) -> str:
+        n = self.env.get("agi_calleridname", "")
+        return "" if n == "unknown" else n
+
+    @property
+    def language(self) -> str:
+        return self.env.get("agi_language", "en") or "en"
+
+    # -- the protocol ---------------------------------------------------------
+    async def command(self, *words: str) -> AgiReply:
+        """Send one command (words already quoted as needed), return its reply."""
+        if self.hung_up:
+            raise AgiHangup("channel already hung up")
+        line = " ".join(words)
+        if "\n" in line or "\r" in line:
+            raise ValueError("AGI command contains a line break")
+        self._writer.write(line.encode("utf-8") + b"\n")
+        try:
+            await self._writer.drain()
+            reply = await asyncio.wait_for(self._read_reply(), self.command_timeout)
+        except (ConnectionError, AgiHangup) as e:
+            self.hung_up = True
+            raise AgiHangup(str(e) or "connection lost") from e
+        except TimeoutError:
+            self.hung_up = True
+            raise AgiProtocolError(f"no reply to {words[0]} within {self.command_timeout:g} s") from None
+        if reply.code == 511:
+            self.hung_up = True
+            raise AgiHangup("dead channel (511)")
+        if reply.code == 510:
+            raise AgiInvalidCommand(f"{line}: {reply.data}")
+        if reply.code == 520:
+            raise AgiUsageError(f"{line}: {reply.data}")
+        if reply.code != 200:
+            raise AgiProtocolError(f"unexpected reply code {reply.code} to {words[0]}")
+        return reply
+
+    async def _read_reply(self) -> AgiReply:
+        while True:
+            line = await _readline(self._reader)
+            reply = parse_reply(line)
+            if reply.code == 520 and line.startswith("520-"):
+                # Multi-line usage: read up to "520 End of proper usage."
+                usage = [reply.data or ""]
+                while not (line := await _readline(self._reader)).startswith("520 "):
+                    usage.append(line)
+                return AgiReply(code=520, data="\n".join(usage))
+            if reply.code == 100:  # "100 result=0 Trying..." precedes the real reply
+                continue
+            return reply
+
+    def _hangup_on_minus_one(self, reply: AgiReply, what: str) -> AgiReply:
+        if reply.result == "-1":
+            self.hung_up = True
+            raise AgiHangup(f"{what}: result=-1")
+        return reply
+
+    # -- typed commands -------------------------------------------------------
+    async def answer(self) -> None:
+        self._hangup_on_minus_one(await self.command("ANSWER"), "ANSWER")
+
+    async def stream_file(self, path: str, escape_digits: str = "") -> str | None:
+        """Play a file (no extension); return the digit that interrupted it, if any."""
+        reply = await self.command("STREAM FILE", quote(path), quote(escape_digits))
+        if reply.result == "-1":
+            if reply.extras.get("endpos", "0") == "0":
+                # Asterisk answers -1/endpos=0 when the file cannot be opened.
+                # Tell that apart from a hangup by asking about the channel.
+                await self.channel_status()
+                raise AgiCommandFailed(f"cannot play {path}")
+            self.hung_up = True
+            raise AgiHangup("STREAM FILE: result=-1")
+        return chr(reply.value) if reply.value > 0 else None
+
+    async def wait_for_digit(self, timeout_ms: int) -> str | None:
+        reply = self._hangup_on_minus_one(
+            await self.command("WAIT FOR DIGIT", str(int(timeout_ms))), "WAIT FOR DIGIT"
+        )
+        return chr(reply.value) if reply.value > 0 else None
+
+    async def get_data(self, path: str, timeout_ms: int, max_digits: int) -> tuple[str, bool]:
+        """Play a prompt and collect up to ``max_digits`` (``#`` ends early).
+
+        Returns (digits, timed_out).
+        """
+        reply = self._hangup_on_minus_one(
+            await self.command("GET DATA", quote(path), str(int(timeout_ms)), str(int(max_digits))),
+            "GET DATA",
+        )
+        return reply.result, reply.data == "timeout"
+
+    async def record_file(
+        self,
+        path: str,
+        fmt: str = "wav",
+        escape_digits: str = "#",
+        timeout_ms: int = 10000,
+        silence_s: int = 2,
+        beep: bool = False,
+    ) -> AgiReply:
+        words = ["RECORD FILE", quote(path), fmt, quote(escape_digits), str(int(timeout_ms))]
+        if beep:
+            words.append("BEEP")
+        words.append(f"s={int(silence_s)}")
+        return self._hangup_on_minus_one(await self.command(*words), "RECORD FILE")
+
+    async def say_number(self, number: int, escape_digits: str = "") -> str | None:
+        reply = self._hangup_on_minus_one(
+            await self.command("SAY NUMBER", str(int(number)), quote(escape_digits)), "SAY NUMBER"
+        )
+        return chr(reply.value) if reply.value > 0 else None
+
+    async def say_digits(self, digits: str, escape_digits: str = "") -> str | None:
+        if not digits.isdigit():
+            raise ValueError("SAY DIGITS takes digits only")
+        reply = self._hangup_on_minus_one(
+            await self.command("SAY DIGITS", digits, quote(escape_digits)), "SAY DIGITS"
+        )
+        return chr(reply.value) if reply.value > 0 else None
+
+    async def set_variable(self, name: str, value: str) -> None:
+        if not re.fullmatch(r"[A-Za-z_][\w()]*", name):
+            raise ValueError(f"bad channel variable name {name!r}")
+        await self.command("SET VARIABLE", name, quote(value))
+
+    async def get_variable(self, name: str) -> str | None:
+        reply = await self.command("GET VARIABLE", quote(name))
+        return reply.data if reply.result == "1" else None
+
+    async def get_full_variable(self, expression: str) -> str | None:
+        reply = await self.command("GET FULL VARIABLE", quote(expression))
+        return reply.data if reply.result == "1" else None
+
+    async def exec(self, application: str, args: str = "") -> int:
+        if not re.fullmatch(r"\w+", application):
+            raise ValueError(f"bad application name {application!r}")
+        reply = self._hangup_on_minus_one(
+            await self.command("EXEC", application, quote(args)), f"EXEC {application}"
+        )
+        return reply.value
+
+    async def channel_status(self) -> int:
+        reply = self._hangup_on_minus_one(await self.command("CHANNEL STATUS"), "CHANNEL STATUS")
+        return reply.value
+
+    async def verbose(self, message: str, level: int = 1) -> None:
+        await self.command("VERBOSE", quote(message), str(level))
+
+    async def hangup(self) -> None:
+        """Hang up the call.  Quietly does nothing if it is already gone."""
+        if self.hung_up:
+            return
+        try:
+            await self.command("HANGUP")
+        except AgiHangup:
+            pass
+        self.hung_up = True

@@ -1,0 +1,516 @@
+"""Runs a call through a flow over AGI.
+
+One :class:`CallSession` per call.  Whatever happens inside a flow, the
+caller ends with a person or with a flow that finished their business: an
+exception in a node sends them to an agent with everything collected so far;
+only their own hangup ends the call early (outcome ``abandoned``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import string
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from hotline.customers import Customer, CustomerDirectory
+from hotline.interactions import Interaction, InteractionStore, utcnow
+from hotline.logs import call_id_var
+from ivr.agi import DIGITS, AgiChannel, AgiCommandFailed, AgiError, AgiHangup
+from ivr.flow import model as m
+from ivr.prompts import PromptCache
+
+log = logging.getLogger("hotline.ivr")
+
+MAX_STEPS = 200
+
+# What the engine says on its own, per language (a flow can override per menu).
+BUILTIN = {
+    "no_input": {"en": "Sorry, I did not hear a choice.", "ko": "선택을 듣지 못했습니다."},
+    "invalid": {"en": "Sorry, that is not one of the choices.", "ko": "잘못된 선택입니다."},
+    "to_agent": {"en": "Please hold, an agent will be with you shortly.",
+                 "ko": "잠시만 기다려 주십시오. 상담원을 연결해 드리겠습니다."},
+    "bad_digits": {"en": "Sorry, that number is not valid.", "ko": "번호가 올바르지 않습니다."},
+}
+
+
+@dataclass
+class Services:
+    prompts: PromptCache
+    directory: CustomerDirectory
+    interactions: InteractionStore
+    flows: dict[str, m.Flow]
+    fallback_queue: str = "support"
+
+
+class _Handoff(Exception):  # noqa: N818 - control flow, not an error
+    """Leave the flow for a queue."""
+
+    def __init__(self, queue: str, priority: int = 0, reason: str = "") -> None:
+        self.queue, self.priority, self.reason = queue, priority, reason
+
+
+def luhn_ok(digits: str) -> bool:
+    if not digits.isdigit() or not 12 <= len(digits) <= 19:
+        return False
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch)
+        if i % 2 == 1:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def expiry_ok(digits: str, today: date | None = None) -> bool:
+    """MMYY, this month or later."""
+    if len(digits) != 4 or not digits.isdigit():
+        return False
+    month, year = int(digits[:2]), 2000 + int(digits[2:])
+    today = today or date.today()
+    return 1 <= month <= 12 and (year, month) >= (today.year, today.month)
+
+
+def mask(digits: str) -> str:
+    """What a sensitive input looks like in records: at most the last four digits."""
+    if len(digits) >= 12:
+        return "*" * (len(digits) - 4) + digits[-4:]
+    return "*" * len(digits)
+
+
+class _Resolver(string.Formatter):
+    """``{customer.first_name}`` over plain dicts, for prompts and conditions."""
+
+    def __init__(self, scope: Mapping[str, Any]) -> None:
+        self.scope = scope
+
+    def get_field(self, field_name: str, args: Any, kwargs: Any) -> tuple[Any, str]:
+        return self.lookup(field_name), field_name
+
+    def lookup(self, path: str) -> Any:
+        cur: Any = self.scope
+        for part in path.split("."):
+            if isinstance(cur, Mapping):
+                cur = cur.get(part)
+            else:
+                return None
+            if cur is None:
+                return None
+        return cur
+
+
+def _spoken_amount(cents: int) -> str:
+    return f"{cents // 100}" if cents % 100 == 0 else f"{cents // 100}.{cents % 100:02d}"
+
+
+def _spoken_date(d: date | None, language: str) -> str:
+    if d is None:
+        return ""
+    if language == "ko":
+        return f"{d.month}월 {d.day}일"
+    return f"{d.strftime('%B')} {d.day}"
+
+
+class CallSession:
+    def __init__(self, channel: AgiChannel, flow: m.Flow, services: Services, call_id: str) -> None:
+        self.channel = channel
+        self.flow = flow
+        self.services = services
+        self.customer: Customer | None = None
+        self.language = flow.default_language
+        self.vars: dict[str, str] = {}
+        self._secrets: dict[str, str] = {}  # sensitive inputs: memory only, never stored
+        self.pending_digit: str | None = None
+        self._stack: list[tuple[m.Flow, str]] = []
+        self._t0 = time.monotonic()
+        self.interaction = Interaction(
+            id=uuid.uuid4().hex,
+            call_id=call_id,
+            flow=flow.name,
+            caller_number=channel.caller_number,
+            caller_name=channel.caller_name,
+            channel=channel.channel,
+            language=self.language,
+        )
+
+    # -- running ------------------------------------------------------------------
+    async def run(self) -> None:
+        store = self.services.interactions
+        await store.save(self.interaction)
+        try:
+            await self._walk()
+        except _Handoff as h:
+            await self._to_queue(h.queue, h.priority, "queued")
+        except AgiHangup:
+            if self.interaction.outcome == "in_progress":
+                self.interaction.outcome = "abandoned"
+            log.info("caller hung up", extra={"node": self._current_node()})
+        except Exception as e:
+            log.exception("flow failed; sending caller to an agent", extra={"node": self._current_node()})
+            self.interaction.error = f"{type(e).__name__}: {e}"
+            try:
+                await self._to_queue(self._agent_queue(None), 0, "error")
+            except AgiError:
+                # The dialplan queues the caller anyway when HOTLINE_QUEUE is unset.
+                self.interaction.outcome = "error"
+        finally:
+            self.interaction.ended_at = utcnow()
+            # Shielded: the record is written even if the call's task is cancelled.
+            await asyncio.shield(store.save(self.interaction))
+
+    def _current_node(self) -> str | None:
+        steps = self.interaction.steps
+        return steps[-1]["node"] if steps else None
+
+    async def _walk(self) -> None:
+        node_id: str | None = self.flow.start
+        for _ in range(MAX_STEPS):
+            if node_id is None:
+                return
+            node = self.flow.nodes[node_id]
+            step: dict[str, Any] = {
+                "node": node.id, "type": type(node).__name__.lower(),
+                "at_ms": round((time.monotonic() - self._t0) * 1000),
+            }
+            self.interaction.steps.append(step)
+            t = time.monotonic()
+            try:
+                node_id = await self._visit(node, step)
+            finally:
+                step["ms"] = round((time.monotonic() - t) * 1000)
+        raise RuntimeError(f"flow {self.flow.name} ran {MAX_STEPS} steps without ending (a loop?)")
+
+    async def _visit(self, node: m.AnyNode, step: dict[str, Any]) -> str | None:
+        match node:
+            case m.Say():
+                await self._play_interruptible(node.prompt)
+                return node.next
+            case m.Menu():
+                return await self._menu(node, step)
+            case m.Collect():
+                return await self._collect(node, step)
+            case m.Lookup():
+                return await self._lookup(node, step)
+            case m.Branch():
+                for case in node.cases:
+                    if self._holds(case.condition):
+                        step["result"] = case.condition.source
+                        return case.goto
+                step["result"] = "else"
+                return node.otherwise
+            case m.SetVars():
+                scope = self._scope()
+                for k, v in node.values.items():
+                    self.vars[k] = _Resolver(scope).format(v)
+                return node.next
+            case m.Queue():
+                if node.intent:
+                    self.interaction.intent = node.intent
+                await self._play(node.prompt, "")
+                raise _Handoff(node.queue, node.priority)
+            case m.Hangup():
+                await self._play(node.prompt, "")
+                self.interaction.outcome = "self_served"
+                await self.channel.hangup()
+                return None
+            case m.Goto():
+                return node.target
+            case m.SubFlow():
+                self._stack.append((self.flow, node.next))
+                self.flow = self.services.flows[node.flow]
+                return self.flow.start
+            case m.Return():
+                if not self._stack:
+                    raise RuntimeError("return outside a sub-flow")
+                self.flow, nxt = self._stack.pop()
+                return nxt
+            case m.Action():
+                return await self._action(node, step)
+        raise RuntimeError(f"unhandled node {node!r}")
+
+    # -- prompts --------------------------------------------------------------------
+    def _scope(self) -> dict[str, Any]:
+        customer: dict[str, Any] | None = None
+        if self.customer is not None:
+            c = self.customer
+            customer = c.profile()
+            customer["balance_spoken"] = _spoken_amount(c.balance_cents)
+            customer["bill_due_spoken"] = _spoken_date(c.bill_due_date, self.language)
+        return {
+            "customer": customer,
+            "caller": {"number": self.channel.caller_number, "name": self.channel.caller_name},
+            "vars": self.vars,
+            "call": {"language": self.language, "id": self.interaction.call_id},
+            "open": self._open_now(),
+        }
+
+    def _open_now(self) -> bool:
+        hours = self.flow.hours
+        if hours is None:
+            return True
+        now = datetime.now(ZoneInfo(hours.timezone))
+        minute = now.hour * 60 + now.minute
+        return any(a <= minute < b for a, b in hours.spans.get(now.weekday(), ()))
+
+    def _holds(self, cond: m.Condition) -> bool:
+        r = _Resolver(self._scope())
+        for cl in cond.clauses:
+            v = r.lookup(cl.path)
+            if cl.op == "truthy":
+                ok = bool(v)
+            elif cl.op in ("==", "!="):
+                ok = (v == cl.literal) == (cl.op == "==")
+            else:
+                try:
+                    ok = {
+                        "<": v < cl.literal, "<=": v <= cl.literal,
+                        ">": v > cl.literal, ">=": v >= cl.literal,
+                    }[cl.op]
+                except TypeError:
+                    ok = False
+            if ok == cl.negate:
+                return False
+        return True
+
+    async def _paths(self, prompt: m.Prompt) -> list[str]:
+        scope = self._scope()
+        out = []
+        for part in prompt.parts:
+            lang = part.speak_in or self.language
+            if lang in part.file:
+                out.append(self.services.prompts.file_path(part.file[lang]))
+            elif lang in part.text:
+                text = _Resolver(scope).format(part.text[lang])
+                out.append(await self.services.prompts.ensure(text, lang))
+        return out
+
+    async def _play(self, prompt: m.Prompt, escape: str) -> str | None:
+        """Play every part; stop at the first escape digit pressed."""
+        for path in await self._paths(prompt):
+            try:
+                digit = await self.channel.stream_file(path, escape)
+            except AgiCommandFailed as e:
+                # A missing file must not end the call: log it and go on.
+                log.error("prompt could not be played: %s", e)
+                continue
+            if digit:
+                return digit
+        return None
+
+    async def _play_interruptible(self, prompt: m.Prompt) -> None:
+        """Greeting-style prompts: a key pressed here counts for the next menu."""
+        if self.pending_digit is None:
+            self.pending_digit = await self._play(prompt, DIGITS)
+
+    async def _say_builtin(self, name: str, escape: str = "") -> str | None:
+        texts = BUILTIN[name]
+        lang = self.language if self.language in texts else "en"
+        path = await self.services.prompts.ensure(texts[lang], lang)
+        try:
+            return await self.channel.stream_file(path, escape)
+        except AgiCommandFailed as e:
+            log.error("prompt could not be played: %s", e)
+            return None
+
+    # -- nodes ------------------------------------------------------------------------
+    def _agent_queue(self, node_queue: str | None) -> str:
+        return node_queue or self.flow.agent_queue or self.services.fallback_queue
+
+    async def _menu(self, node: m.Menu, step: dict[str, Any]) -> str:
+        keys = "".join(o.key for o in node.options)
+        if "0" not in keys:
+            keys += "0"  # 0 always reaches an agent
+        tries: list[str] = []
+        step["tries"] = tries
+        if node.intent:
+            self.interaction.intent = node.intent
+        for _ in range(node.retries):
+            digit, self.pending_digit = self.pending_digit, None
+            if digit is None:
+                digit = await self._play(node.prompt, keys)
+            if digit is None:
+                digit = await self.channel.wait_for_digit(int(node.timeout_s * 1000))
+            if digit is None:
+                tries.append("no_input")
+                if node.no_input:
+                    await self._play(node.no_input, "")
+                else:
+                    await self._say_builtin("no_input")
+                continue
+            option = node.option(digit)
+            if option is None and digit == "0":
+                step["result"] = "agent"
+                self._record_input(node.id, "0")
+                raise _Handoff(self._agent_queue(node.agent_queue))
+            if option is None:
+                tries.append(f"invalid:{digit}")
+                if node.invalid:
+                    await self._play(node.invalid, "")
+                else:
+                    await self._say_builtin("invalid")
+                continue
+            step["result"] = option.key
+            self._record_input(node.id, option.key)
+            if option.intent:
+                self.interaction.intent = option.intent
+            return option.goto
+        step["result"] = "retries_exhausted"
+        await self._say_builtin("to_agent")
+        raise _Handoff(self._agent_queue(node.agent_queue))
+
+    def _record_input(self, name: str, value: str, sensitive: bool = False) -> None:
+        self.interaction.inputs[name] = mask(value) if sensitive else value
+
+    async def _collect(self, node: m.Collect, step: dict[str, Any]) -> str:
+        paths = await self._paths(node.prompt)
+        tries: list[str] = []
+        step["tries"] = tries
+        for attempt in range(node.retries):
+            prefix, self.pending_digit = self.pending_digit or "", None
+            if attempt > 0 or prefix:
+                lead, last = [], "silence/1"
+            else:
+                lead, last = paths[:-1], (paths[-1] if paths else "silence/1")
+            for p in lead:
+                d = await self.channel.stream_file(p, DIGITS)
+                if d:
+                    prefix, last = d, "silence/1"
+                    break
+            digits, _ = await self.channel.get_data(
+                last, int(node.timeout_s * 1000), node.max_digits - len(prefix)
+            )
+            value = (prefix + digits).rstrip("#")
+            if self._valid(node, value):
+                self._record_input(node.var, value, node.sensitive)
+                if node.sensitive:
+                    self._secrets[node.var] = value
+                else:
+                    self.vars[node.var] = value
+                step["result"] = "ok"
+                return node.next
+            tries.append("empty" if not value else "invalid")
+            if node.invalid:
+                await self._play(node.invalid, "")
+            else:
+                await self._say_builtin("bad_digits")
+            if attempt + 1 < node.retries and paths:
+                await self._play(node.prompt, "")
+        step["result"] = "failed"
+        if node.on_fail:
+            return node.on_fail
+        await self._say_builtin("to_agent")
+        raise _Handoff(self._agent_queue(None))
+
+    @staticmethod
+    def _valid(node: m.Collect, value: str) -> bool:
+        if not value.isdigit() or not node.min_digits <= len(value) <= node.max_digits:
+            return False
+        if node.validate == "luhn":
+            return luhn_ok(value)
+        if node.validate == "expiry":
+            return expiry_ok(value)
+        return True
+
+    async def _lookup(self, node: m.Lookup, step: dict[str, Any]) -> str:
+        directory = self.services.directory
+        if node.by == "caller_id":
+            customer = await directory.by_phone(self.channel.caller_number)
+        else:
+            customer = await directory.by_account(self.vars.get(node.by[4:], ""))
+        step["result"] = "found" if customer else "not_found"
+        if customer is None:
+            return node.not_found
+        self.customer = customer
+        self.interaction.customer_id = customer.id
+        if customer.language in self.flow.languages:
+            self._set_language(customer.language)
+        return node.found
+
+    def _set_language(self, language: str) -> None:
+        self.language = language
+        self.interaction.language = language
+
+    async def _action(self, node: m.Action, step: dict[str, Any]) -> str:
+        if node.do == "set_language":
+            lang = node.args.get("language", "")
+            if lang not in self.flow.languages:
+                raise ValueError(f"set_language: {lang!r} is not a language of this flow")
+            self._set_language(lang)
+            await self._play(node.prompt, "")
+            return node.next
+        if self.customer is None:
+            step["result"] = "no_customer"
+            if node.on_error:
+                return node.on_error
+            raise _Handoff(self._agent_queue(None))
+        if node.do == "say_balance":
+            await self._play(node.prompt, "")
+            self.interaction.self_service.append({"task": "balance", "outcome": "done"})
+            step["result"] = "done"
+            return node.next
+        # pay_bill: the demo's payment back end books the balance as paid.
+        card = self._secrets.get(node.args.get("card", "card"), "")
+        expiry = self._secrets.get(node.args.get("expiry", "expiry"), "") or self.vars.get(
+            node.args.get("expiry", "expiry"), ""
+        )
+        if not luhn_ok(card) or not expiry_ok(expiry):
+            step["result"] = "declined"
+            self.interaction.self_service.append({"task": "pay_bill", "outcome": "declined"})
+            if node.on_error:
+                return node.on_error
+            raise _Handoff(self._agent_queue(None))
+        amount = self.customer.balance_cents
+        self.customer = await self.services.directory.pay_balance(self.customer.id, amount)
+        self._secrets.clear()  # card data lives no longer than it must
+        self.vars["paid_amount"] = _spoken_amount(amount)
+        self.interaction.self_service.append(
+            {"task": "pay_bill", "outcome": "paid", "amount": amount / 100, "card": mask(card)}
+        )
+        step["result"] = "paid"
+        await self._play(node.prompt, "")
+        return node.next
+
+    async def _to_queue(self, queue: str, priority: int, outcome: str) -> None:
+        """Hand the caller to a queue with everything the IVR learned."""
+        it = self.interaction
+        it.queue = queue
+        it.outcome = outcome  # type: ignore[assignment]
+        # Set first what the dialplan needs to queue the caller, then the extras.
+        await self.channel.set_variable("HOTLINE_QUEUE", queue)
+        await self.channel.set_variable("HOTLINE_PRIORITY", str(priority))
+        await self.channel.set_variable("HOTLINE_INTERACTION", it.id)
+        await self.channel.set_variable("HOTLINE_INTENT", it.intent or "")
+        await self.channel.set_variable("HOTLINE_LANGUAGE", self.language)
+        await self.channel.set_variable(
+            "HOTLINE_CUSTOMER", str(self.customer.id) if self.customer else ""
+        )
+        log.info("caller handed to queue", extra={"queue": queue, "outcome": outcome})
+
+
+@dataclass
+class CallRouter:
+    """The FastAGI handler: picks the flow by the AGI path and runs the call."""
+
+    services: Services
+    sessions: dict[str, CallSession] = field(default_factory=dict)
+
+    async def __call__(self, channel: AgiChannel) -> None:
+        flow = self.services.flows.get(channel.script)
+        if flow is None:
+            log.error("no flow for FastAGI path %r: caller sent to an agent", channel.script)
+            await channel.set_variable("HOTLINE_QUEUE", self.services.fallback_queue)
+            return
+        call_id = await channel.get_full_variable("${CHANNEL(linkedid)}") or channel.uniqueid
+        call_id_var.set(call_id)
+        session = CallSession(channel, flow, self.services, call_id)
+        self.sessions[session.interaction.id] = session
+        try:
+            await session.run()
+        finally:
+            del self.sessions[session.interaction.id]
