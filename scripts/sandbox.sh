@@ -68,6 +68,8 @@ install_config() {
   in_root chown -R root:root /etc/asterisk /var/lib/asterisk /var/spool/asterisk \
     /var/log/asterisk /run/asterisk /usr/share/asterisk 2>/dev/null || true
   mkdir -p "$ROOT/run/asterisk"
+  # The host's name must resolve inside the root too (Asterisk looks it up).
+  cp /etc/hosts "$ROOT/etc/hosts"
   # Music on hold: a soft two-tone loop made here, so no extra package is needed.
   mkdir -p "$REPO/prompts/moh"
   if [ ! -s "$REPO/prompts/moh/hold.wav" ] && command -v sox >/dev/null; then

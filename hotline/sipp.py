@@ -1,0 +1,224 @@
+"""Scripted callers and agents with sipp, for the demo and the tests.
+
+A caller is a list of steps (``pause 2000``, ``dtmf 1``, ``audio FILE``) sent
+over real SIP/RTP to Asterisk; agents are sipp UAS on 507N answering what the
+queue rings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+PCAP_DIR = Path("/usr/share/sip-tester")
+DTMF_PCAP = {d: PCAP_DIR / f"dtmf_2833_{d}.pcap" for d in "0123456789"} | {
+    "*": PCAP_DIR / "dtmf_2833_star.pcap",
+    "#": PCAP_DIR / "dtmf_2833_pound.pcap",
+}
+
+
+@dataclass(frozen=True)
+class Pause:
+    ms: int
+
+
+@dataclass(frozen=True)
+class Dtmf:
+    digit: str
+
+
+@dataclass(frozen=True)
+class Audio:
+    wav: Path  # 8 kHz mu-law WAV
+    ms: int
+
+
+Step = Pause | Dtmf | Audio
+
+
+def _media_port() -> int:
+    """An even RTP port for one sipp caller (several may run at once)."""
+    return 20000 + 2 * random.randrange(4000)
+
+_INVITE = """\
+  <send retrans="500">
+    <![CDATA[
+      INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: "{name}" <sip:{number}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>
+      Call-ID: [call_id]
+      CSeq: 1 INVITE
+      Contact: sip:{number}@[local_ip]:[local_port]
+      Max-Forwards: 70
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [auto_media_port] RTP/AVP 0 101
+      a=rtpmap:0 PCMU/8000
+      a=rtpmap:101 telephone-event/8000
+      a=fmtp:101 0-15
+    ]]>
+  </send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="183" optional="true"/>
+  <recv response="200" rtd="true"/>
+  <send>
+    <![CDATA[
+      ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: "{name}" <sip:{number}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: 1 ACK
+      Contact: sip:{number}@[local_ip]:[local_port]
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+"""
+
+_BYE = """\
+  <send retrans="500">
+    <![CDATA[
+      BYE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: "{name}" <sip:{number}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: 2 BYE
+      Contact: sip:{number}@[local_ip]:[local_port]
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+  <recv response="200" crlf="true"/>
+"""
+
+# When Asterisk hangs up first (the flow ended the call), answer its BYE.
+_EXPECT_BYE = """\
+  <recv request="BYE"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+      Content-Length: 0
+    ]]>
+  </send>
+"""
+
+
+def caller_scenario(
+    steps: list[Step], number: str = "5551234", name: str = "Test Caller",
+    hangup: str = "caller",
+) -> str:
+    """A UAC scenario: call, then the steps, then hang up (or wait for Asterisk's BYE)."""
+    body = [_INVITE.format(name=name, number=number)]
+    for s in steps:
+        match s:
+            case Pause(ms):
+                body.append(f'  <pause milliseconds="{int(ms)}"/>')
+            case Dtmf(digit):
+                pcap = DTMF_PCAP[digit]
+                body.append(f'  <nop><action><exec play_pcap_audio="{pcap}"/></action></nop>')
+                # each pcap lasts about 250 ms; keep digits apart
+                body.append('  <pause milliseconds="400"/>')
+            case Audio(wav, ms):
+                body.append(f'  <nop><action><exec rtp_stream="{wav},1,0"/></action></nop>')
+                body.append(f'  <pause milliseconds="{int(ms)}"/>')
+    body.append((_BYE if hangup == "caller" else _EXPECT_BYE).format(name=name, number=number))
+    return (
+        '<?xml version="1.0" encoding="ISO-8859-1" ?>\n'
+        '<scenario name="hotline caller">\n' + "\n".join(body) + "\n</scenario>\n"
+    )
+
+
+@dataclass
+class SippResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+async def run_caller(
+    steps: list[Step], *, service: str = "100", number: str = "5551234", name: str = "Test Caller",
+    hangup: str = "caller", timeout: float = 120.0, local_port: int = 0,
+    asterisk: str = "127.0.0.1:5060",
+) -> SippResult:
+    xml = caller_scenario(steps, number=number, name=name, hangup=hangup)
+    with tempfile.TemporaryDirectory(prefix="hotline-sipp-") as tmp:
+        scen = Path(tmp) / "caller.xml"
+        scen.write_text(xml)
+        argv = ["sipp", asterisk, "-sf", str(scen), "-s", service, "-m", "1", "-i", "127.0.0.1",
+                "-timeout", f"{int(timeout)}s", "-timeout_error", "-nostdin", "-trace_err",
+                "-mi", "127.0.0.1", "-mp", str(_media_port())]
+        if local_port:
+            argv += ["-p", str(local_port)]
+        proc = await asyncio.create_subprocess_exec(
+            *argv, cwd=tmp, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            stdin=asyncio.subprocess.DEVNULL,
+        )
+        out, err = await proc.communicate()
+        errors = ""
+        for f in Path(tmp).glob("*_errors.log"):
+            errors += f.read_text(errors="replace")
+        return SippResult(proc.returncode or 0, out.decode(errors="replace")[-2000:],
+                          err.decode(errors="replace")[-2000:] + errors[-2000:])
+
+
+class Agent:
+    """A sipp UAS playing agent 100N's phone on 127.0.0.1:507N (answers, waits for BYE)."""
+
+    def __init__(self, number: str, calls: int = 1, answer_delay_ms: int = 0) -> None:
+        self.number = number
+        self.port = 5070 + int(number[-1])
+        self.calls = calls
+        self.answer_delay_ms = answer_delay_ms
+        self.proc: asyncio.subprocess.Process | None = None
+        self._dir = tempfile.TemporaryDirectory(prefix=f"hotline-agent{number}-")
+
+    async def start(self) -> None:
+        argv = ["sipp", "-sn", "uas", "-i", "127.0.0.1", "-p", str(self.port),
+                "-m", str(self.calls), "-nostdin", "-trace_err",
+                "-mi", "127.0.0.1", "-mp", str(31000 + 10 * int(self.number[-1]))]
+        self.proc = await asyncio.create_subprocess_exec(
+            *argv, cwd=self._dir.name, stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL, stdin=asyncio.subprocess.DEVNULL,
+            env={**os.environ, "TERM": "dumb"},
+        )
+        await asyncio.sleep(0.3)
+
+    async def wait(self, timeout: float) -> int | None:
+        """The UAS's exit code once it handled its calls, or None on timeout."""
+        assert self.proc is not None
+        try:
+            return await asyncio.wait_for(self.proc.wait(), timeout)
+        except TimeoutError:
+            return None
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
+            with contextlib.suppress(Exception):
+                await self.proc.wait()
+        self._dir.cleanup()

@@ -1,0 +1,153 @@
+"""Shared fixtures: databases (SQLite and PostgreSQL), prompts, the Asterisk sandbox."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from hotline.config import Config, load_config
+from hotline.customers import CustomerDirectory
+from hotline.db import Database
+from hotline.interactions import InteractionStore
+from ivr.flow.engine import Services
+from ivr.flow.loader import load_flows
+from ivr.prompts import PromptCache
+
+REPO = Path(__file__).resolve().parent.parent
+PG_ADMIN = os.environ.get("HOTLINE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def demo_config() -> Config:
+    return load_config(REPO / "hotline.toml", environ={})
+
+
+async def _pg_database() -> tuple[str, str]:
+    import asyncpg
+
+    name = f"hotline_test_{uuid.uuid4().hex[:10]}"
+    conn = await asyncpg.connect(PG_ADMIN)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    base = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+    return name, f"{base}/{name}"
+
+
+async def _drop_pg(name: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_ADMIN)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    """A migrated, empty database: each test runs on SQLite and on PostgreSQL."""
+    pg_name = None
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'hotline.db'}"
+    else:
+        pg_name, url = await _pg_database()
+    database = Database(url)
+    await database.migrate()
+    try:
+        yield database
+    finally:
+        await database.close()
+        if pg_name:
+            await _drop_pg(pg_name)
+
+
+@pytest.fixture(scope="session")
+def prompt_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("prompts")
+
+
+@pytest.fixture
+async def services(db: Database, prompt_dir: Path, demo_config: Config) -> Services:
+    directory = CustomerDirectory(db)
+    await directory.import_csv(REPO / "dialplans" / "data" / "customers.csv")
+    return Services(
+        prompts=PromptCache(prompt_dir, "/srv/hotline/prompts", dict(demo_config.tts.voices)),
+        directory=directory,
+        interactions=InteractionStore(db),
+        flows=load_flows(REPO / "dialplans"),
+        fallback_queue="support",
+    )
+
+
+# -- the real Asterisk sandbox ---------------------------------------------------------------
+
+
+def _sandbox(cmd: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(REPO / "scripts" / "sandbox.sh"), cmd], capture_output=True,
+                          text=True, timeout=600)
+
+
+@pytest.fixture(scope="session")
+def asterisk() -> Iterator[None]:
+    """Asterisk 22 running with the demo site's configs (started once per session)."""
+    was_running = _sandbox("status").returncode == 0
+    up = _sandbox("up")
+    if up.returncode != 0:
+        pytest.fail(f"the Asterisk sandbox did not start:\n{up.stderr[-3000:]}")
+    yield
+    if not was_running:
+        _sandbox("down")
+
+
+@pytest.fixture(scope="session")
+async def live_server(
+    asterisk: None, tmp_path_factory: pytest.TempPathFactory, demo_config: Config
+) -> AsyncIterator[Services]:
+    """``hotline serve``'s IVR side on 127.0.0.1:4573, in this process, on a fresh database."""
+    from ivr.flow.engine import CallRouter
+    from ivr.server import FastAgiServer
+
+    tmp = tmp_path_factory.mktemp("live")
+    database = Database(f"sqlite+aiosqlite:///{tmp / 'hotline.db'}")
+    await database.migrate()
+    directory = CustomerDirectory(database)
+    await directory.import_csv(REPO / "dialplans" / "data" / "customers.csv")
+    services = Services(
+        prompts=PromptCache(REPO / "prompts", demo_config.paths.prompts_asterisk,
+                            dict(demo_config.tts.voices)),
+        directory=directory,
+        interactions=InteractionStore(database),
+        flows=load_flows(REPO / "dialplans"),
+    )
+    server = FastAgiServer(CallRouter(services), "127.0.0.1", 4573)
+    await server.start()
+    try:
+        yield services
+    finally:
+        await server.stop()
+        await database.close()
+
+
+async def wait_for(predicate, timeout: float = 10.0, interval: float = 0.1):  # type: ignore[no-untyped-def]
+    """Poll an async predicate until it returns something truthy."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await predicate()
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            return value
+        await asyncio.sleep(interval)

@@ -1,0 +1,168 @@
+"""The call-flow engine against a scripted AGI peer, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from hotline.interactions import Interaction
+from ivr.flow.engine import CallRouter, Services, expiry_ok, luhn_ok, mask
+from ivr.server import FastAgiServer
+from tests.conftest import wait_for
+from tests.fake_asterisk import FakeCall
+
+CARD = "4111111111111111"
+
+
+@pytest.fixture
+async def server(services: Services) -> AsyncIterator[FastAgiServer]:
+    srv = FastAgiServer(CallRouter(services), "127.0.0.1", 0)
+    await srv.start()
+    yield srv
+    await srv.stop()
+
+
+async def record(services: Services, call: FakeCall) -> Interaction:
+    """The call's interaction record, once the server has finished writing it."""
+
+    async def finished() -> Interaction | None:
+        it = await services.interactions.get(call.linkedid)
+        return it if it is not None and it.ended_at is not None else None
+
+    it = await wait_for(finished, timeout=5)
+    assert it is not None, "every call leaves a finished interaction record"
+    return it
+
+
+async def test_billing_then_agent_reaches_billing_queue(server, services):
+    call = await FakeCall(keys=["1", "0"]).run(server.port)
+    assert call.variables["HOTLINE_QUEUE"] == "billing"
+    it = await record(services, call)
+    assert it.outcome == "queued" and it.queue == "billing"
+    assert it.path == ["identify", "greet_caller", "main_menu", "billing_menu"]
+    assert it.intent == "billing"
+    assert call.variables["HOTLINE_INTERACTION"] == it.id
+    assert call.variables["HOTLINE_INTENT"] == "billing"
+
+
+async def test_key_pressed_during_greeting_counts_for_the_menu(server, services):
+    # "!2" = pressed while the welcome is still playing.
+    call = await FakeCall(keys=["!2", "0"]).run(server.port)
+    it = await record(services, call)
+    assert it.path[:4] == ["identify", "greet_caller", "main_menu", "support_menu"]
+    assert it.queue == "support"
+    # The main menu prompt was never played: the key had already chosen.
+    main_menu_plays = [p for p in call.played if p.endswith(".wav")]
+    assert main_menu_plays == []
+    assert len([c for c in call.commands if c.startswith("STREAM FILE")]) == 2  # greeting + support menu
+
+
+async def test_zero_reaches_an_agent_from_the_main_menu(server, services):
+    call = await FakeCall(keys=["0"]).run(server.port)
+    assert call.variables["HOTLINE_QUEUE"] == "support"
+
+
+async def test_retries_exhausted_go_to_an_agent(server, services):
+    call = await FakeCall(keys=[None, "7", None]).run(server.port)
+    it = await record(services, call)
+    assert it.outcome == "queued" and it.queue == "support"
+    menu_step = next(s for s in it.steps if s["node"] == "main_menu")
+    assert menu_step["tries"] == ["no_input", "invalid:7", "no_input"]
+    assert menu_step["result"] == "retries_exhausted"
+
+
+async def test_known_caller_is_greeted_by_name_and_offered_the_bill(server, services):
+    call = await FakeCall(caller="5551234", keys=["2", "0"]).run(server.port)
+    it = await record(services, call)
+    assert it.customer_id is not None
+    assert it.path[:4] == ["identify", "greet_customer", "bill_due", "pay_offer"]
+    name_prompt = services.prompts.asterisk_path("Hello Alice, welcome back to Hotline.", "en")
+    assert call.played[0] == name_prompt
+    offer = services.prompts.asterisk_path(
+        "You have a bill of 42 dollars due on November 30. To pay it now, press 1. "
+        "For anything else, press 2.", "en")
+    assert offer in call.played
+
+
+async def test_known_caller_pays_bill_card_digits_masked(server, services):
+    call = await FakeCall(caller="5551234", keys=["1", CARD + "#", "1230", "2"]).run(server.port)
+    it = await record(services, call)
+    assert it.outcome == "self_served"
+    assert call.hung_up_by_server
+    assert it.inputs["card"] == "************1111"
+    assert it.inputs["expiry"] == "****"
+    assert it.self_service == [{"task": "pay_bill", "outcome": "paid", "amount": 42.0,
+                                "card": "************1111"}]
+    customer = await services.directory.by_phone("5551234")
+    assert customer is not None and customer.balance_cents == 0
+    # The card number appears nowhere in what we stored.
+    assert CARD not in str(it.to_json())
+
+
+async def test_invalid_card_is_retried_then_agent(server, services):
+    call = await FakeCall(caller="5551234", keys=["1", "1234567812345678", "4111", "1111"]).run(server.port)
+    it = await record(services, call)
+    assert it.queue == "billing"
+    step = next(s for s in it.steps if s["node"] == "card_number")
+    assert step["result"] == "failed" and len(step["tries"]) == 3
+
+
+async def test_unknown_caller_balance_by_account_number(server, services):
+    call = await FakeCall(keys=["1", "1", "100203", "2"]).run(server.port)
+    it = await record(services, call)
+    assert "say_balance" in it.path
+    assert it.inputs["account"] == "100203"
+    assert it.self_service == [{"task": "balance", "outcome": "done"}]
+    assert services.prompts.asterisk_path("Your balance is 120.75 dollars.", "en") in call.played
+
+
+async def test_korean_branch_switches_language(server, services):
+    call = await FakeCall(keys=["9", "1", "0"]).run(server.port)
+    it = await record(services, call)
+    assert it.language == "ko"
+    assert call.variables["HOTLINE_LANGUAGE"] == "ko"
+    assert services.prompts.asterisk_path(
+        "잔액 확인은 1번, 요금 납부는 2번, 요금 상담원은 0번을 누르세요.", "ko") in call.played
+
+
+@pytest.mark.parametrize("after", range(1, 9))
+async def test_hangup_at_any_step_is_abandoned_and_nothing_written_after(server, services, after):
+    call = await FakeCall(keys=["1", "1", "100203", "2"], hangup_after=after).run(server.port)
+    it = await record(services, call)
+    assert it.outcome == "abandoned"
+    assert it.ended_at is not None
+    # The server wrote nothing after it saw HANGUP.
+    assert len(call.commands) == after + 1
+
+
+async def test_crash_inside_flow_sends_caller_to_agent(server, services, monkeypatch):
+    async def broken(*args, **kwargs):
+        raise RuntimeError("directory down")
+
+    monkeypatch.setattr(services.directory, "by_phone", broken)
+    call = await FakeCall().run(server.port)
+    assert call.variables["HOTLINE_QUEUE"] == "support"
+    it = await record(services, call)
+    assert it.outcome == "error"
+    assert "directory down" in (it.error or "")
+
+
+async def test_missing_prompt_file_does_not_end_the_call(server, services):
+    welcome = services.prompts.asterisk_path("Welcome to Hotline.", "en")
+    call = await FakeCall(keys=["0"], missing_files={welcome}).run(server.port)
+    assert call.variables["HOTLINE_QUEUE"] == "support"
+
+
+async def test_unknown_agi_path_sends_caller_to_fallback_queue(server, services):
+    call = await FakeCall(script="nosuchflow").run(server.port)
+    assert call.variables["HOTLINE_QUEUE"] == "support"
+
+
+def test_luhn_and_expiry_and_mask():
+    assert luhn_ok(CARD) and not luhn_ok("4111111111111112") and not luhn_ok("12345")
+    from datetime import date
+
+    assert expiry_ok("1230", date(2026, 11, 1)) and not expiry_ok("1025", date(2026, 11, 1))
+    assert not expiry_ok("1330", date(2026, 11, 1))
+    assert mask(CARD) == "************1111" and mask("1234") == "****"
