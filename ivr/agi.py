@@ -202,6 +202,10 @@ class AgiChannel:
         except TimeoutError:
             self.hung_up = True
             raise AgiProtocolError(f"no reply to {words[0]} within {self.command_timeout:g} s") from None
+        except AgiProtocolError:
+            # The stream is out of step: nothing more can be said on it safely.
+            self.hung_up = True
+            raise
         if reply.code == 511:
             self.hung_up = True
             raise AgiHangup("dead channel (511)")

@@ -192,7 +192,7 @@ def _node(c: _Checker, node_id: str, raw: Any, line: int) -> m.AnyNode | None:
         c.err(line, node_id, "a node is a mapping with a 'type'")
         return None
     kind = raw.get("type")
-    L = raw.line
+    L = line  # where "node_id:" stands
     common = {"type", "description"}
     if kind in PLANNED_TYPES:
         c.err(L, node_id, f"node type {kind!r} is planned but not available in this version")
@@ -410,7 +410,10 @@ def parse_flow(text: str, file: str) -> m.Flow:
     for n in nodes.values():
         for field, target in m.targets(n):
             if target not in raw_nodes:
-                c.err(n.line, n.id, f"{field}: no node {target!r}")
+                line = n.line
+                if isinstance(n, m.Menu) and field.startswith("options["):
+                    line = next(o.line for o in n.options if o.goto == target)
+                c.err(line, n.id, f"{field}: no node {target!r}")
     seen: set[str] = set()
     todo = [start] if start in nodes else []
     while todo:
