@@ -51,8 +51,10 @@ def cmd_check_config(cfg: Config, args: argparse.Namespace) -> int:
         print(f"{cfg.source}: paths.dialplans: no flow files (*.yaml) in {folder}", file=sys.stderr)
         return 1
     if cfg.ivr.default_flow not in flows:
-        print(f"{cfg.source}: ivr.default_flow: no flow named {cfg.ivr.default_flow!r}",
-              file=sys.stderr)
+        print(
+            f"{cfg.source}: ivr.default_flow: no flow named {cfg.ivr.default_flow!r}",
+            file=sys.stderr,
+        )
         return 1
     if cfg.ami.enabled:
         cfg.ami_secret()  # raises ConfigError naming the key when unreadable
@@ -79,8 +81,11 @@ def cmd_flow_show(cfg: Config, args: argparse.Namespace) -> int:
     except FlowError as e:
         print(e, file=sys.stderr)
         return 1
-    fmt = {"outline": lambda f: render.outline(f, args.language), "dot": render.dot,
-           "mermaid": render.mermaid}[args.format]
+    fmt = {
+        "outline": lambda f: render.outline(f, args.language),
+        "dot": render.dot,
+        "mermaid": render.mermaid,
+    }[args.format]
     sys.stdout.write(fmt(flow))
     return 0
 
@@ -89,15 +94,17 @@ def cmd_prompts_build(cfg: Config, args: argparse.Namespace) -> int:
     from hotline.app import build_prompts
     from ivr.flow.engine import BUILTIN
     from ivr.flow.loader import load_flows
-    from ivr.flow.model import Menu, Prompt
+    from ivr.flow.model import Prompt
 
     flows = load_flows(cfg.path(cfg.paths.dialplans))
     todo: set[tuple[str, str]] = set()
     for flow in flows.values():
         for node in flow.nodes.values():
-            prompts: list[Prompt] = [getattr(node, "prompt", Prompt())]
-            if isinstance(node, Menu):
-                prompts += [node.no_input, node.invalid]
+            prompts = [
+                v
+                for v in (getattr(node, f, None) for f in ("prompt", "no_input", "invalid"))
+                if isinstance(v, Prompt)
+            ]
             for prompt in prompts:
                 for part in prompt.parts:
                     for lang, text in part.text.items():
@@ -108,13 +115,14 @@ def cmd_prompts_build(cfg: Config, args: argparse.Namespace) -> int:
 
     async def build() -> int:
         cache = build_prompts(cfg)
-        done = 0
-        for text, lang in sorted(todo):
+        for done, (text, lang) in enumerate(sorted(todo), start=1):
             await cache.ensure(text, lang)
-            done += 1
             print(f"\r{done}/{len(todo)} prompts", end="", file=sys.stderr, flush=True)
-        print(f"\n{len(todo)} prompts ready ({cache.rendered} rendered now, the rest cached) in "
-              f"{cfg.path(cfg.paths.prompts_host) / 'tts'}", file=sys.stderr)
+        print(
+            f"\n{len(todo)} prompts ready ({cache.rendered} rendered now, the rest cached) in "
+            f"{cfg.path(cfg.paths.prompts_host) / 'tts'}",
+            file=sys.stderr,
+        )
         return 0
 
     return _run(build())
@@ -166,8 +174,10 @@ def cmd_customers_list(cfg: Config, args: argparse.Namespace) -> int:
             print(json.dumps([c.profile() for c in customers], indent=2, ensure_ascii=False))
         else:
             for c in customers:
-                print(f"{c.id:4} {c.account:8} {c.phone:14} {c.name:24} {c.language} "
-                      f"balance {c.balance_cents / 100:.2f}")
+                print(
+                    f"{c.id:4} {c.account:8} {c.phone:14} {c.name:24} {c.language} "
+                    f"balance {c.balance_cents / 100:.2f}"
+                )
         return 0
 
     return _with_db(go, cfg)
@@ -186,18 +196,28 @@ def cmd_calls_show(cfg: Config, args: argparse.Namespace) -> int:
             return 0
         print(f"call {it.call_id}  (interaction {it.id}, flow {it.flow})")
         print(f"  caller    {it.caller_number} {it.caller_name}".rstrip())
-        print(f"  customer  {it.customer_id if it.customer_id is not None else '-'}"
-              f"   language {it.language}")
-        print(f"  started   {it.started_at:%Y-%m-%d %H:%M:%S}  ended "
-              f"{it.ended_at:%H:%M:%S}" if it.ended_at else f"  started   {it.started_at}")
-        print(f"  outcome   {it.outcome}" + (f" -> queue {it.queue}" if it.queue else "")
-              + (f"   intent {it.intent}" if it.intent else ""))
+        print(
+            f"  customer  {it.customer_id if it.customer_id is not None else '-'}"
+            f"   language {it.language}"
+        )
+        print(
+            f"  started   {it.started_at:%Y-%m-%d %H:%M:%S}  ended {it.ended_at:%H:%M:%S}"
+            if it.ended_at
+            else f"  started   {it.started_at}"
+        )
+        print(
+            f"  outcome   {it.outcome}"
+            + (f" -> queue {it.queue}" if it.queue else "")
+            + (f"   intent {it.intent}" if it.intent else "")
+        )
         print("  path")
         for s in it.steps:
             res = f" -> {s['result']}" if "result" in s else ""
             tries = f" ({', '.join(s['tries'])})" if s.get("tries") else ""
-            print(f"    {s['at_ms'] / 1000:6.1f}s  {s['node']:20} {s['type']:8} "
-                  f"{s.get('ms', 0):5} ms{res}{tries}")
+            print(
+                f"    {s['at_ms'] / 1000:6.1f}s  {s['node']:20} {s['type']:8} "
+                f"{s.get('ms', 0):5} ms{res}{tries}"
+            )
         if it.inputs:
             print("  inputs    " + ", ".join(f"{k}={v}" for k, v in it.inputs.items()))
         for t in it.self_service:
@@ -214,8 +234,10 @@ def cmd_calls_list(cfg: Config, args: argparse.Namespace) -> int:
 
     async def go(db: Any) -> int:
         for it in await InteractionStore(db).recent(args.limit):
-            print(f"{it.started_at:%Y-%m-%d %H:%M:%S}  {it.call_id:24} {it.caller_number:12} "
-                  f"{it.outcome:12} {it.queue or '':8} {' > '.join(it.path)[:80]}")
+            print(
+                f"{it.started_at:%Y-%m-%d %H:%M:%S}  {it.call_id:24} {it.caller_number:12} "
+                f"{it.outcome:12} {it.queue or '':8} {' > '.join(it.path)[:80]}"
+            )
         return 0
 
     return _with_db(go, cfg)
@@ -226,7 +248,9 @@ def cmd_calls_list(cfg: Config, args: argparse.Namespace) -> int:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hotline", description="IVR and CTI server for Asterisk")
-    p.add_argument("--config", "-c", help=f"TOML file (default: $HOTLINE_CONFIG or ./{DEFAULT_CONFIG})")
+    p.add_argument(
+        "--config", "-c", help=f"TOML file (default: $HOTLINE_CONFIG or ./{DEFAULT_CONFIG})"
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     def add(name: str, fn: Handler, help_: str, parent: Any = sub) -> argparse.ArgumentParser:
@@ -251,13 +275,17 @@ def parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="database").add_subparsers(dest="d", required=True)
     add("upgrade", cmd_db_upgrade, "apply migrations", db)
 
-    cust = sub.add_parser("customers", help="customer directory").add_subparsers(dest="c", required=True)
+    cust = sub.add_parser("customers", help="customer directory").add_subparsers(
+        dest="c", required=True
+    )
     s = add("import", cmd_customers_import, "import customers from CSV", cust)
     s.add_argument("file")
     s = add("list", cmd_customers_list, "list customers", cust)
     s.add_argument("--json", action="store_true")
 
-    calls = sub.add_parser("calls", help="interaction records").add_subparsers(dest="k", required=True)
+    calls = sub.add_parser("calls", help="interaction records").add_subparsers(
+        dest="k", required=True
+    )
     s = add("show", cmd_calls_show, "one call's trip through the IVR", calls)
     s.add_argument("call_id", help="call id (linkedid) or interaction id")
     s.add_argument("--json", action="store_true")

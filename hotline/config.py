@@ -42,10 +42,10 @@ class AgiConfig(_Section):
     host: str = "127.0.0.1"
     port: Port = 4573
     # A client must send its whole AGI environment within this time.
-    header_timeout_s: float = Field(5.0, gt=0)
+    header_timeout_s: float = Field(default=5.0, gt=0)
     # How long we wait for Asterisk to answer one AGI command.
-    command_timeout_s: float = Field(120.0, gt=0)
-    max_connections: int = Field(5000, ge=1)
+    command_timeout_s: float = Field(default=120.0, gt=0)
+    max_connections: int = Field(default=5000, ge=1)
 
 
 class AmiConfig(_Section):
@@ -55,8 +55,8 @@ class AmiConfig(_Section):
     username: str = "hotline"
     secret: SecretStr | None = None
     secret_file: Path | None = None
-    reconnect_min_s: float = Field(0.5, gt=0)
-    reconnect_max_s: float = Field(30.0, gt=0)
+    reconnect_min_s: float = Field(default=0.5, gt=0)
+    reconnect_max_s: float = Field(default=30.0, gt=0)
 
 
 class DatabaseConfig(_Section):
@@ -80,10 +80,10 @@ class PathsConfig(_Section):
 
 
 class TtsConfig(_Section):
-    rate: int = Field(160, ge=60, le=400)
+    rate: int = Field(default=160, ge=60, le=400)
     # espeak-ng voice per language; a language not listed uses its own code.
     voices: dict[str, str] = Field(default_factory=lambda: {"en": "gmw/en-us", "ko": "ko"})
-    render_timeout_s: float = Field(30.0, gt=0)
+    render_timeout_s: float = Field(default=30.0, gt=0)
 
 
 class IvrConfig(_Section):
@@ -93,13 +93,13 @@ class IvrConfig(_Section):
 
 
 class Config(_Section):
-    server: ServerConfig = ServerConfig()
-    agi: AgiConfig = AgiConfig()
-    ami: AmiConfig = AmiConfig()
-    database: DatabaseConfig = DatabaseConfig()
-    paths: PathsConfig = PathsConfig()
-    tts: TtsConfig = TtsConfig()
-    ivr: IvrConfig = IvrConfig()
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    agi: AgiConfig = Field(default_factory=AgiConfig)
+    ami: AmiConfig = Field(default_factory=AmiConfig)
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    paths: PathsConfig = Field(default_factory=PathsConfig)
+    tts: TtsConfig = Field(default_factory=TtsConfig)
+    ivr: IvrConfig = Field(default_factory=IvrConfig)
     # Where the file was read from: relative paths in it are relative to this.
     base_dir: Path = Path(".")
     source: str = "<defaults>"

@@ -33,17 +33,31 @@ class Dtmf:
 
 
 @dataclass(frozen=True)
+class Keys:
+    """Several digits as SIP INFO (application/dtmf-relay), ``gap_ms`` apart.
+
+    Replaying the same RFC 2833 pcap for consecutive digits repeats its RTP
+    timestamps, and Asterisk drops the repeats as duplicates (seen here), so
+    digit strings such as card numbers go as INFO.
+    """
+
+    digits: str
+    gap_ms: int = 250
+
+
+@dataclass(frozen=True)
 class Audio:
     wav: Path  # 8 kHz mu-law WAV
     ms: int
 
 
-Step = Pause | Dtmf | Audio
+Step = Pause | Dtmf | Keys | Audio
 
 
 def _media_port() -> int:
     """An even RTP port for one sipp caller (several may run at once)."""
     return 20000 + 2 * random.randrange(4000)
+
 
 _INVITE = """\
   <send retrans="500">
@@ -97,13 +111,34 @@ _BYE = """\
       From: "{name}" <sip:{number}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
       To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
       Call-ID: [call_id]
-      CSeq: 2 BYE
+      CSeq: {cseq} BYE
       Contact: sip:{number}@[local_ip]:[local_port]
       Max-Forwards: 70
       Content-Length: 0
     ]]>
   </send>
   <recv response="200" crlf="true"/>
+"""
+
+_INFO = """\
+  <send>
+    <![CDATA[
+      INFO sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: "{name}" <sip:{number}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: {cseq} INFO
+      Contact: sip:{number}@[local_ip]:[local_port]
+      Max-Forwards: 70
+      Content-Type: application/dtmf-relay
+      Content-Length: [len]
+
+      Signal={digit}
+      Duration=160
+    ]]>
+  </send>
+  <recv response="200"/>
 """
 
 # When Asterisk hangs up first (the flow ended the call), answer its BYE.
@@ -125,11 +160,14 @@ _EXPECT_BYE = """\
 
 
 def caller_scenario(
-    steps: list[Step], number: str = "5551234", name: str = "Test Caller",
+    steps: list[Step],
+    number: str = "5551234",
+    name: str = "Test Caller",
     hangup: str = "caller",
 ) -> str:
     """A UAC scenario: call, then the steps, then hang up (or wait for Asterisk's BYE)."""
     body = [_INVITE.format(name=name, number=number)]
+    cseq = 2
     for s in steps:
         match s:
             case Pause(ms):
@@ -139,10 +177,17 @@ def caller_scenario(
                 body.append(f'  <nop><action><exec play_pcap_audio="{pcap}"/></action></nop>')
                 # each pcap lasts about 250 ms; keep digits apart
                 body.append('  <pause milliseconds="400"/>')
+            case Keys(digits, gap):
+                for d in digits:
+                    body.append(_INFO.format(name=name, number=number, cseq=cseq, digit=d))
+                    body.append(f'  <pause milliseconds="{int(gap)}"/>')
+                    cseq += 1
             case Audio(wav, ms):
                 body.append(f'  <nop><action><exec rtp_stream="{wav},1,0"/></action></nop>')
                 body.append(f'  <pause milliseconds="{int(ms)}"/>')
-    body.append((_BYE if hangup == "caller" else _EXPECT_BYE).format(name=name, number=number))
+    body.append(
+        (_BYE if hangup == "caller" else _EXPECT_BYE).format(name=name, number=number, cseq=cseq)
+    )
     return (
         '<?xml version="1.0" encoding="ISO-8859-1" ?>\n'
         '<scenario name="hotline caller">\n' + "\n".join(body) + "\n</scenario>\n"
@@ -161,29 +206,61 @@ class SippResult:
 
 
 async def run_caller(
-    steps: list[Step], *, service: str = "100", number: str = "5551234", name: str = "Test Caller",
-    hangup: str = "caller", timeout: float = 120.0, local_port: int = 0,
+    steps: list[Step],
+    *,
+    service: str = "100",
+    number: str = "5551234",
+    name: str = "Test Caller",
+    hangup: str = "caller",
+    timeout: float = 120.0,
+    local_port: int = 0,
     asterisk: str = "127.0.0.1:5060",
 ) -> SippResult:
     xml = caller_scenario(steps, number=number, name=name, hangup=hangup)
     with tempfile.TemporaryDirectory(prefix="hotline-sipp-") as tmp:
         scen = Path(tmp) / "caller.xml"
         scen.write_text(xml)
-        argv = ["sipp", asterisk, "-sf", str(scen), "-s", service, "-m", "1", "-i", "127.0.0.1",
-                "-timeout", f"{int(timeout)}s", "-timeout_error", "-nostdin", "-trace_err",
-                "-mi", "127.0.0.1", "-mp", str(_media_port())]
+        argv = [
+            "sipp",
+            asterisk,
+            "-sf",
+            str(scen),
+            "-s",
+            service,
+            "-m",
+            "1",
+            "-i",
+            "127.0.0.1",
+            "-timeout",
+            f"{int(timeout)}s",
+            "-timeout_error",
+            "-nostdin",
+            "-trace_err",
+            "-mi",
+            "127.0.0.1",
+            "-mp",
+            str(_media_port()),
+        ]
         if local_port:
             argv += ["-p", str(local_port)]
         proc = await asyncio.create_subprocess_exec(
-            *argv, cwd=tmp, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            *argv,
+            cwd=tmp,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
             stdin=asyncio.subprocess.DEVNULL,
         )
         out, err = await proc.communicate()
-        errors = ""
-        for f in Path(tmp).glob("*_errors.log"):
-            errors += f.read_text(errors="replace")
-        return SippResult(proc.returncode or 0, out.decode(errors="replace")[-2000:],
-                          err.decode(errors="replace")[-2000:] + errors[-2000:])
+        errors = await asyncio.to_thread(_read_error_logs, Path(tmp))
+        return SippResult(
+            proc.returncode or 0,
+            out.decode(errors="replace")[-2000:],
+            err.decode(errors="replace")[-2000:] + errors[-2000:],
+        )
+
+
+def _read_error_logs(folder: Path) -> str:
+    return "".join(f.read_text(errors="replace") for f in folder.glob("*_errors.log"))
 
 
 class Agent:
@@ -198,12 +275,29 @@ class Agent:
         self._dir = tempfile.TemporaryDirectory(prefix=f"hotline-agent{number}-")
 
     async def start(self) -> None:
-        argv = ["sipp", "-sn", "uas", "-i", "127.0.0.1", "-p", str(self.port),
-                "-m", str(self.calls), "-nostdin", "-trace_err",
-                "-mi", "127.0.0.1", "-mp", str(31000 + 10 * int(self.number[-1]))]
+        argv = [
+            "sipp",
+            "-sn",
+            "uas",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-m",
+            str(self.calls),
+            "-nostdin",
+            "-trace_err",
+            "-mi",
+            "127.0.0.1",
+            "-mp",
+            str(31000 + 10 * int(self.number[-1])),
+        ]
         self.proc = await asyncio.create_subprocess_exec(
-            *argv, cwd=self._dir.name, stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL, stdin=asyncio.subprocess.DEVNULL,
+            *argv,
+            cwd=self._dir.name,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+            stdin=asyncio.subprocess.DEVNULL,
             env={**os.environ, "TERM": "dumb"},
         )
         await asyncio.sleep(0.3)

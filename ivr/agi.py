@@ -14,6 +14,7 @@ it nothing more is written to the channel.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from dataclasses import dataclass, field
 
@@ -62,7 +63,9 @@ class AgiReply:
 
 
 _REPLY = re.compile(r"^(?P<code>\d{3})(?P<sep>[ -])(?P<rest>.*)$")
-_RESULT = re.compile(r"^result=(?P<result>\S*)(?: \((?P<data>.*)\))?(?P<extras>(?: [\w-]+=\S*)*)\s*$")
+_RESULT = re.compile(
+    r"^result=(?P<result>\S*)(?: \((?P<data>.*)\))?(?P<extras>(?: [\w-]+=\S*)*)\s*$"
+)
 
 
 def parse_reply(line: str) -> AgiReply:
@@ -201,7 +204,9 @@ class AgiChannel:
             raise AgiHangup(str(e) or "connection lost") from e
         except TimeoutError:
             self.hung_up = True
-            raise AgiProtocolError(f"no reply to {words[0]} within {self.command_timeout:g} s") from None
+            raise AgiProtocolError(
+                f"no reply to {words[0]} within {self.command_timeout:g} s"
+            ) from None
         except AgiProtocolError:
             # The stream is out of step: nothing more can be said on it safely.
             self.hung_up = True
@@ -332,8 +337,6 @@ class AgiChannel:
         """Hang up the call.  Quietly does nothing if it is already gone."""
         if self.hung_up:
             return
-        try:
+        with contextlib.suppress(AgiHangup):
             await self.command("HANGUP")
-        except AgiHangup:
-            pass
         self.hung_up = True

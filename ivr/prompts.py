@@ -100,8 +100,19 @@ class PromptCache:
             try:
                 await self._synthesise(text, language, raw)
                 await self._run(
-                    ["sox", str(raw), "-r", "8000", "-c", "1", "-b", "16", "-e", "signed-integer",
-                     str(tmp)]
+                    [
+                        "sox",
+                        str(raw),
+                        "-r",
+                        "8000",
+                        "-c",
+                        "1",
+                        "-b",
+                        "16",
+                        "-e",
+                        "signed-integer",
+                        str(tmp),
+                    ]
                 )
                 await loop.run_in_executor(None, os.replace, tmp, out)
             finally:
@@ -112,8 +123,14 @@ class PromptCache:
         log.info("prompt rendered", extra={"language": language, "file": out.name})
 
     async def _synthesise(self, text: str, language: str, raw: Path) -> None:
-        argv = [sys.executable, "-m", "ivr.tts_worker", str(raw), self.voice(language),
-                str(self.rate)]
+        argv = [
+            sys.executable,
+            "-m",
+            "ivr.tts_worker",
+            str(raw),
+            self.voice(language),
+            str(self.rate),
+        ]
         for attempt in range(1, TTS_ATTEMPTS + 1):
             try:
                 await self._run(argv, stdin=text.encode("utf-8"))
@@ -138,6 +155,5 @@ class PromptCache:
             await proc.wait()
             raise PromptRenderError(f"{argv[2] if len(argv) > 2 else argv[0]} timed out") from None
         if proc.returncode != 0:
-            raise PromptRenderError(
-                f"{' '.join(argv[:3])} failed ({proc.returncode}): {err.decode(errors='replace')[-300:]}"
-            )
+            detail = err.decode(errors="replace")[-300:]
+            raise PromptRenderError(f"{' '.join(argv[:3])} failed ({proc.returncode}): {detail}")

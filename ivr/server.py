@@ -68,7 +68,7 @@ class FastAgiServer:
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._calls.add(task)  # type: ignore[arg-type]
+        self._calls.add(task)
         peer = writer.get_extra_info("peername")
         try:
             if self._slots.locked():
@@ -78,7 +78,7 @@ class FastAgiServer:
             async with self._slots:
                 await self._serve(reader, writer, peer)
         finally:
-            self._calls.discard(task)  # type: ignore[arg-type]
+            self._calls.discard(task)
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()

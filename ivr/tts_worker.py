@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 
 def main() -> int:
@@ -21,8 +22,16 @@ def main() -> int:
     engine.setProperty("rate", rate)
     engine.save_to_file(text, out)
     engine.runAndWait()
-    # pyttsx3's espeak driver sometimes returns from runAndWait without having
-    # written anything (seen here); say so, and the caller retries.
+    # pyttsx3's espeak driver can return from runAndWait before espeak's
+    # synthesis thread has delivered the audio (its loop ends on a busy-flag
+    # race, seen here); the file is written from that thread once synthesis
+    # ends, so wait for it instead of exiting and losing it.
+    driver = getattr(getattr(engine, "proxy", None), "_driver", None)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and (
+        getattr(driver, "_speaking", False) or not os.path.exists(out)
+    ):
+        time.sleep(0.01)
     if not os.path.exists(out) or os.path.getsize(out) <= 44:
         print("pyttsx3 wrote no audio", file=sys.stderr)
         return 3

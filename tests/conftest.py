@@ -96,8 +96,9 @@ async def services(db: Database, prompt_dir: Path, demo_config: Config) -> Servi
 
 
 def _sandbox(cmd: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(REPO / "scripts" / "sandbox.sh"), cmd], capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run(
+        [str(REPO / "scripts" / "sandbox.sh"), cmd], capture_output=True, text=True, timeout=600
+    )
 
 
 @pytest.fixture(scope="session")
@@ -126,8 +127,9 @@ async def live_server(
     directory = CustomerDirectory(database)
     await directory.import_csv(REPO / "dialplans" / "data" / "customers.csv")
     services = Services(
-        prompts=PromptCache(REPO / "prompts", demo_config.paths.prompts_asterisk,
-                            dict(demo_config.tts.voices)),
+        prompts=PromptCache(
+            REPO / "prompts", demo_config.paths.prompts_asterisk, dict(demo_config.tts.voices)
+        ),
         directory=directory,
         interactions=InteractionStore(database),
         flows=load_flows(REPO / "dialplans"),

@@ -39,8 +39,14 @@ def test_garbage_replies_are_protocol_errors(line):
 
 
 def test_environment():
-    env = parse_environment(["agi_network: yes", "agi_network_script: hotline",
-                             "agi_calleridname: Alice: Martin", "agi_channel: PJSIP/x-1"])
+    env = parse_environment(
+        [
+            "agi_network: yes",
+            "agi_network_script: hotline",
+            "agi_calleridname: Alice: Martin",
+            "agi_channel: PJSIP/x-1",
+        ]
+    )
     assert env["agi_network_script"] == "hotline"
     assert env["agi_calleridname"] == "Alice: Martin"
 

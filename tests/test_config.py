@@ -17,8 +17,9 @@ def write(tmp_path: Path, text: str, name: str = "hotline.toml") -> Path:
 
 
 def test_demo_config_is_valid(repo: Path):
-    r = subprocess.run([str(repo / ".venv/bin/hotline"), "check-config"], cwd=repo,
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [str(repo / ".venv/bin/hotline"), "check-config"], cwd=repo, capture_output=True, text=True
+    )
     assert r.returncode == 0, r.stderr
     assert "flow hotline: 25 nodes" in r.stdout
 
@@ -44,24 +45,29 @@ def test_bad_config_names_the_key(tmp_path: Path, text: str, message: str):
 def test_env_overrides_and_type_errors(tmp_path: Path):
     p = write(tmp_path, "[agi]\nport = 4573\n")
     assert load_config(p, environ={"HOTLINE_AGI__PORT": "4600"}).agi.port == 4600
-    with pytest.raises(ConfigError, match="agi.port"):
+    with pytest.raises(ConfigError, match=r"agi\.port"):
         load_config(p, environ={"HOTLINE_AGI__PORT": "many"})
 
 
 def test_secret_is_never_shown(tmp_path: Path, repo: Path):
     p = write(tmp_path, "[ami]\nport = 'x'\n", "broken.toml")
-    cfg = load_config(write(tmp_path, "[ami]\nusername = 'hotline'\n"),
-                      environ={"HOTLINE_AMI__SECRET": "s3cr3t-value"})
+    cfg = load_config(
+        write(tmp_path, "[ami]\nusername = 'hotline'\n"),
+        environ={"HOTLINE_AMI__SECRET": "s3cr3t-value"},
+    )
     assert cfg.ami_secret() == "s3cr3t-value"
     assert "s3cr3t-value" not in repr(cfg) and "s3cr3t-value" not in str(cfg.model_dump())
-    r = subprocess.run([str(repo / ".venv/bin/hotline"), "-c", str(p), "check-config"],
-                       capture_output=True, text=True,
-                       env={"HOTLINE_AMI__SECRET": "s3cr3t-value", "PATH": "/usr/bin:/bin"})
+    r = subprocess.run(
+        [str(repo / ".venv/bin/hotline"), "-c", str(p), "check-config"],
+        capture_output=True,
+        text=True,
+        env={"HOTLINE_AMI__SECRET": "s3cr3t-value", "PATH": "/usr/bin:/bin"},
+    )
     assert r.returncode == 2
     assert "ami.port" in r.stderr and "s3cr3t-value" not in r.stderr + r.stdout
 
 
 def test_unreadable_secret_file_names_the_key(tmp_path: Path):
     cfg = load_config(write(tmp_path, "[ami]\nsecret_file = 'missing'\n"), environ={})
-    with pytest.raises(ConfigError, match="ami.secret_file: cannot read"):
+    with pytest.raises(ConfigError, match=r"ami\.secret_file: cannot read"):
         cfg.ami_secret()

@@ -55,7 +55,9 @@ async def test_key_pressed_during_greeting_counts_for_the_menu(server, services)
     # The main menu prompt was never played: the key had already chosen.
     main_menu_plays = [p for p in call.played if p.endswith(".wav")]
     assert main_menu_plays == []
-    assert len([c for c in call.commands if c.startswith("STREAM FILE")]) == 2  # greeting + support menu
+    assert (
+        len([c for c in call.commands if c.startswith("STREAM FILE")]) == 2
+    )  # greeting + support menu
 
 
 async def test_zero_reaches_an_agent_from_the_main_menu(server, services):
@@ -81,7 +83,9 @@ async def test_known_caller_is_greeted_by_name_and_offered_the_bill(server, serv
     assert call.played[0] == name_prompt
     offer = services.prompts.asterisk_path(
         "You have a bill of 42 dollars due on November 30. To pay it now, press 1. "
-        "For anything else, press 2.", "en")
+        "For anything else, press 2.",
+        "en",
+    )
     assert offer in call.played
 
 
@@ -92,8 +96,9 @@ async def test_known_caller_pays_bill_card_digits_masked(server, services):
     assert call.hung_up_by_server
     assert it.inputs["card"] == "************1111"
     assert it.inputs["expiry"] == "****"
-    assert it.self_service == [{"task": "pay_bill", "outcome": "paid", "amount": 42.0,
-                                "card": "************1111"}]
+    assert it.self_service == [
+        {"task": "pay_bill", "outcome": "paid", "amount": 42.0, "card": "************1111"}
+    ]
     customer = await services.directory.by_phone("5551234")
     assert customer is not None and customer.balance_cents == 0
     # The card number appears nowhere in what we stored.
@@ -101,7 +106,9 @@ async def test_known_caller_pays_bill_card_digits_masked(server, services):
 
 
 async def test_invalid_card_is_retried_then_agent(server, services):
-    call = await FakeCall(caller="5551234", keys=["1", "1234567812345678", "4111", "1111"]).run(server.port)
+    call = await FakeCall(caller="5551234", keys=["1", "1234567812345678", "4111", "1111"]).run(
+        server.port
+    )
     it = await record(services, call)
     assert it.queue == "billing"
     step = next(s for s in it.steps if s["node"] == "card_number")
@@ -122,8 +129,12 @@ async def test_korean_branch_switches_language(server, services):
     it = await record(services, call)
     assert it.language == "ko"
     assert call.variables["HOTLINE_LANGUAGE"] == "ko"
-    assert services.prompts.asterisk_path(
-        "잔액 확인은 1번, 요금 납부는 2번, 요금 상담원은 0번을 누르세요.", "ko") in call.played
+    assert (
+        services.prompts.asterisk_path(
+            "잔액 확인은 1번, 요금 납부는 2번, 요금 상담원은 0번을 누르세요.", "ko"
+        )
+        in call.played
+    )
 
 
 @pytest.mark.parametrize("after", range(1, 9))

@@ -61,8 +61,10 @@ def test_missing_target():
 
 
 def test_duplicate_keys_and_option_keys():
-    text = GOOD.replace('      - key: "1"\n        goto: bye\n',
-                        '      - key: "1"\n        goto: bye\n      - key: "1"\n        goto: bye\n')
+    text = GOOD.replace(
+        '      - key: "1"\n        goto: bye\n',
+        '      - key: "1"\n        goto: bye\n      - key: "1"\n        goto: bye\n',
+    )
     assert any("option key '1' used twice (first on line 9)" in p for p in problems(text))
     dup_node = GOOD + "  bye:\n    type: hangup\n"
     assert any("duplicate key 'bye' (first on line 11)" in p for p in problems(dup_node))
@@ -70,12 +72,16 @@ def test_duplicate_keys_and_option_keys():
 
 def test_prompt_missing_for_declared_language():
     text = GOOD.replace('say: {en: "Bye.", ko: "안녕."}', 'say: {en: "Bye."}')
-    assert problems(text) == ["dialplans/t.yaml:13: node 'bye': say: prompt missing for language 'ko'"]
+    assert problems(text) == [
+        "dialplans/t.yaml:13: node 'bye': say: prompt missing for language 'ko'"
+    ]
 
 
 def test_unknown_field_and_bad_placeholder():
-    text = GOOD.replace('say: {en: "Bye.", ko: "안녕."}',
-                        'say: {en: "Bye {custmer.name}.", ko: "안녕."}\n    colour: red')
+    text = GOOD.replace(
+        'say: {en: "Bye.", ko: "안녕."}',
+        'say: {en: "Bye {custmer.name}.", ko: "안녕."}\n    colour: red',
+    )
     out = problems(text)
     assert any("node 'bye': unknown field 'colour'" in p for p in out)
     assert any("unknown placeholder {custmer.name}" in p for p in out)
@@ -85,13 +91,15 @@ def test_bad_condition_and_planned_types():
     text = GOOD + "  later:\n    type: deflect\n"
     assert any("node 'later': node type 'deflect' is planned" in p for p in problems(text))
     text = GOOD.replace("goto: bye", "goto: check") + (
-        "  check:\n    type: branch\n    when:\n      - if: customer.balance >> 3\n        goto: bye\n"
-        "    else: bye\n")
+        "  check:\n    type: branch\n    when:\n"
+        "      - if: customer.balance >> 3\n        goto: bye\n"
+        "    else: bye\n"
+    )
     assert any("node 'check': if: cannot read condition" in p for p in problems(text))
 
 
 def test_invalid_yaml_names_line():
-    assert problems("flow: t\nnodes: [\n") [0].startswith("dialplans/t.yaml:3: not valid YAML")
+    assert problems("flow: t\nnodes: [\n")[0].startswith("dialplans/t.yaml:3: not valid YAML")
 
 
 def test_renderers_cover_every_node(repo: Path):
@@ -107,9 +115,13 @@ def test_renderers_cover_every_node(repo: Path):
 def test_check_config_rejects_broken_flow(tmp_path: Path, repo: Path):
     (tmp_path / "dialplans").mkdir()
     (tmp_path / "dialplans" / "hotline.yaml").write_text(GOOD.replace("goto: bye", "goto: nowhere"))
-    (tmp_path / "hotline.toml").write_text('[paths]\ndialplans = "dialplans"\n[ami]\nenabled = false\n'
-                                           '[ivr]\ndefault_flow = "t"\n')
-    r = subprocess.run([str(repo / ".venv/bin/hotline"), "-c", str(tmp_path / "hotline.toml"),
-                        "check-config"], capture_output=True, text=True)
+    (tmp_path / "hotline.toml").write_text(
+        '[paths]\ndialplans = "dialplans"\n[ami]\nenabled = false\n[ivr]\ndefault_flow = "t"\n'
+    )
+    r = subprocess.run(
+        [str(repo / ".venv/bin/hotline"), "-c", str(tmp_path / "hotline.toml"), "check-config"],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 1
     assert "hotline.yaml:9: node 'menu': options[1].goto: no node 'nowhere'" in r.stderr

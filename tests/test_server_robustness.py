@@ -55,7 +55,9 @@ async def test_garbage_does_not_disturb_calls(server: FastAgiServer, services: S
     assert done.variables["HOTLINE_QUEUE"] == "billing"
     # Nothing was sent to any garbage client: no command to a non-call.
     assert replies == [b""] * len(BAD_CLIENTS)
-    after = await asyncio.wait_for(FakeCall(keys=["0"], linkedid="1700000000.2").run(server.port), 5)
+    after = await asyncio.wait_for(
+        FakeCall(keys=["0"], linkedid="1700000000.2").run(server.port), 5
+    )
     assert after.variables["HOTLINE_QUEUE"] == "support"
     # The silent client is dropped after the header timeout.
     assert await asyncio.wait_for(silent_reader.read(), 3) == b""
@@ -64,7 +66,9 @@ async def test_garbage_does_not_disturb_calls(server: FastAgiServer, services: S
 
 
 @pytest.mark.parametrize("db", ["sqlite"], indirect=True)
-async def test_malformed_reply_mid_call_ends_only_that_call(server: FastAgiServer, services: Services):
+async def test_malformed_reply_mid_call_ends_only_that_call(
+    server: FastAgiServer, services: Services
+):
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     writer.write(FakeCall().env())
     await writer.drain()

@@ -34,8 +34,10 @@ MAX_STEPS = 200
 BUILTIN = {
     "no_input": {"en": "Sorry, I did not hear a choice.", "ko": "선택을 듣지 못했습니다."},
     "invalid": {"en": "Sorry, that is not one of the choices.", "ko": "잘못된 선택입니다."},
-    "to_agent": {"en": "Please hold, an agent will be with you shortly.",
-                 "ko": "잠시만 기다려 주십시오. 상담원을 연결해 드리겠습니다."},
+    "to_agent": {
+        "en": "Please hold, an agent will be with you shortly.",
+        "ko": "잠시만 기다려 주십시오. 상담원을 연결해 드리겠습니다.",
+    },
     "bad_digits": {"en": "Sorry, that number is not valid.", "ko": "번호가 올바르지 않습니다."},
 }
 
@@ -49,7 +51,7 @@ class Services:
     fallback_queue: str = "support"
 
 
-class _Handoff(Exception):  # noqa: N818 - control flow, not an error
+class _Handoff(Exception):
     """Leave the flow for a queue."""
 
     def __init__(self, queue: str, priority: int = 0, reason: str = "") -> None:
@@ -152,7 +154,9 @@ class CallSession:
                 self.interaction.outcome = "abandoned"
             log.info("caller hung up", extra={"node": self._current_node()})
         except Exception as e:
-            log.exception("flow failed; sending caller to an agent", extra={"node": self._current_node()})
+            log.exception(
+                "flow failed; sending caller to an agent", extra={"node": self._current_node()}
+            )
             self.interaction.error = f"{type(e).__name__}: {e}"
             try:
                 await self._to_queue(self._agent_queue(None), 0, "error")
@@ -175,7 +179,8 @@ class CallSession:
                 return
             node = self.flow.nodes[node_id]
             step: dict[str, Any] = {
-                "node": node.id, "type": type(node).__name__.lower(),
+                "node": node.id,
+                "type": type(node).__name__.lower(),
                 "at_ms": round((time.monotonic() - self._t0) * 1000),
             }
             self.interaction.steps.append(step)
@@ -269,8 +274,10 @@ class CallSession:
             else:
                 try:
                     ok = {
-                        "<": v < cl.literal, "<=": v <= cl.literal,
-                        ">": v > cl.literal, ">=": v >= cl.literal,
+                        "<": v < cl.literal,
+                        "<=": v <= cl.literal,
+                        ">": v > cl.literal,
+                        ">=": v >= cl.literal,
                     }[cl.op]
                 except TypeError:
                     ok = False

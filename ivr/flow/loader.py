@@ -18,8 +18,18 @@ import yaml
 from ivr.flow import model as m
 
 NODE_TYPES = {
-    "say", "menu", "collect", "lookup", "branch", "set", "queue", "hangup", "goto",
-    "subflow", "return", "action",
+    "say",
+    "menu",
+    "collect",
+    "lookup",
+    "branch",
+    "set",
+    "queue",
+    "hangup",
+    "goto",
+    "subflow",
+    "return",
+    "action",
 }
 # Named in the design, built by later issues; a flow using them is told so.
 PLANNED_TYPES = {"deflect", "callback", "listen"}
@@ -66,17 +76,19 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = Fal
     out.line = node.start_mark.line + 1
     out.key_lines = {}
     for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+        key = loader.construct_object(key_node, deep=deep)
         key = str(key)
         line = key_node.start_mark.line + 1
         if key in out:
-            loader.problems.append((line, f"duplicate key {key!r} (first on line {out.key_lines[key]})"))
-        out[key] = loader.construct_object(value_node, deep=deep)  # type: ignore[no-untyped-call]
+            loader.problems.append(
+                (line, f"duplicate key {key!r} (first on line {out.key_lines[key]})")
+            )
+        out[key] = loader.construct_object(value_node, deep=deep)
         out.key_lines[key] = line
     return out
 
 
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)  # type: ignore[arg-type]
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
 class _Checker:
@@ -103,8 +115,12 @@ class _Checker:
     def prompt_part(self, item: Any, line: int, node: str, field: str) -> m.PromptPart | None:
         if isinstance(item, str):
             if len(self.languages) > 1:
-                self.err(line, node, f"{field}: plain text is only allowed in a one-language flow; "
-                         f"give text for {', '.join(self.languages)}")
+                self.err(
+                    line,
+                    node,
+                    f"{field}: plain text is only allowed in a one-language flow; "
+                    f"give text for {', '.join(self.languages)}",
+                )
                 return None
             item = {self.languages[0]: item}
         if not isinstance(item, dict):
@@ -155,15 +171,22 @@ class _Checker:
         for f in fields:
             root = f.split(".")[0]
             if root not in TEMPLATE_ROOTS:
-                self.err(line, node, f"{field}: unknown placeholder {{{f}}} "
-                         f"(use {', '.join(sorted(TEMPLATE_ROOTS))})")
+                self.err(
+                    line,
+                    node,
+                    f"{field}: unknown placeholder {{{f}}} "
+                    f"(use {', '.join(sorted(TEMPLATE_ROOTS))})",
+                )
 
 
-def _take(c: _Checker, raw: _Map, node: str, allowed: set[str], required: set[str]) -> None:
+def _take(c: _Checker, raw: _Map, node: str | None, allowed: set[str], required: set[str]) -> None:
     for key in raw:
         if key not in allowed:
-            c.err(raw.key_lines.get(key, raw.line), node, f"unknown field {key!r} "
-                  f"(allowed: {', '.join(sorted(allowed))})")
+            c.err(
+                raw.key_lines.get(key, raw.line),
+                node,
+                f"unknown field {key!r} (allowed: {', '.join(sorted(allowed))})",
+            )
     for key in sorted(required):
         if key not in raw:
             c.err(raw.line, node, f"missing field {key!r}")
@@ -179,10 +202,16 @@ def _str(c: _Checker, raw: _Map, key: str, node: str, default: str | None = None
     return str(v)
 
 
-def _num(c: _Checker, raw: _Map, key: str, node: str, default: float, lo: float, hi: float) -> float:
+def _num(
+    c: _Checker, raw: _Map, key: str, node: str, default: float, lo: float, hi: float
+) -> float:
     v = raw.get(key, default)
     if isinstance(v, bool) or not isinstance(v, int | float) or not lo <= v <= hi:
-        c.err(raw.key_lines.get(key, raw.line), node, f"{key}: expected a number from {lo:g} to {hi:g}")
+        c.err(
+            raw.key_lines.get(key, raw.line),
+            node,
+            f"{key}: expected a number from {lo:g} to {hi:g}",
+        )
         return default
     return float(v)
 
@@ -198,8 +227,11 @@ def _node(c: _Checker, node_id: str, raw: Any, line: int) -> m.AnyNode | None:
         c.err(L, node_id, f"node type {kind!r} is planned but not available in this version")
         return None
     if kind not in NODE_TYPES:
-        c.err(raw.key_lines.get("type", L), node_id,
-              f"unknown node type {kind!r} (known: {', '.join(sorted(NODE_TYPES))})")
+        c.err(
+            raw.key_lines.get("type", L),
+            node_id,
+            f"unknown node type {kind!r} (known: {', '.join(sorted(NODE_TYPES))})",
+        )
         return None
 
     def s(key: str, default: str | None = None) -> str:
@@ -209,11 +241,28 @@ def _node(c: _Checker, node_id: str, raw: Any, line: int) -> m.AnyNode | None:
         return c.prompt(raw.get(key), raw.key_lines.get(key, L), node_id, key)
 
     if kind == "say":
-        _take(c, raw, node_id, common | {"say", "next"}, {"say"})
+        # `next` is required: a say that leads nowhere would leave the caller
+        # to the dialplan's fallback without the flow having decided anything.
+        _take(c, raw, node_id, common | {"say", "next"}, {"say", "next"})
         return m.Say(node_id, L, p("say"), _str(c, raw, "next", node_id))
     if kind == "menu":
-        _take(c, raw, node_id, common | {"say", "options", "timeout", "retries", "no_input",
-              "invalid", "agent_queue", "intent"}, {"say", "options"})
+        _take(
+            c,
+            raw,
+            node_id,
+            common
+            | {
+                "say",
+                "options",
+                "timeout",
+                "retries",
+                "no_input",
+                "invalid",
+                "agent_queue",
+                "intent",
+            },
+            {"say", "options"},
+        )
         options: list[m.MenuOption] = []
         raw_opts = raw.get("options") or []
         if not isinstance(raw_opts, list) or not raw_opts:
@@ -224,7 +273,9 @@ def _node(c: _Checker, node_id: str, raw: Any, line: int) -> m.AnyNode | None:
             if not isinstance(o, _Map):
                 c.err(L, node_id, "options: each option is a mapping with key and goto")
                 continue
-            _take(c, o, node_id, {"key", "goto", "intent", "phrases", "description"}, {"key", "goto"})
+            _take(
+                c, o, node_id, {"key", "goto", "intent", "phrases", "description"}, {"key", "goto"}
+            )
             key = str(o.get("key", ""))
             if key not in DIGIT_KEYS:
                 c.err(o.line, node_id, f"option key {key!r}: one of 0-9, * or #")
@@ -236,22 +287,55 @@ def _node(c: _Checker, node_id: str, raw: Any, line: int) -> m.AnyNode | None:
                 if lang not in c.languages:
                     c.err(o.line, node_id, f"phrases: language {lang!r} is not declared")
                 phrases[str(lang)] = tuple(str(x) for x in (ps if isinstance(ps, list) else [ps]))
-            options.append(m.MenuOption(key, _str(c, o, "goto", node_id) or "",
-                                        _str(c, o, "intent", node_id), phrases, o.line))
-        return m.Menu(node_id, L, p("say"), tuple(options),
-                      timeout_s=_num(c, raw, "timeout", node_id, 5, 1, 60),
-                      retries=int(_num(c, raw, "retries", node_id, 3, 1, 10)),
-                      no_input=p("no_input"), invalid=p("invalid"),
-                      agent_queue=_str(c, raw, "agent_queue", node_id),
-                      intent=_str(c, raw, "intent", node_id))
+            options.append(
+                m.MenuOption(
+                    key,
+                    _str(c, o, "goto", node_id) or "",
+                    _str(c, o, "intent", node_id),
+                    phrases,
+                    o.line,
+                )
+            )
+        return m.Menu(
+            node_id,
+            L,
+            p("say"),
+            tuple(options),
+            timeout_s=_num(c, raw, "timeout", node_id, 5, 1, 60),
+            retries=int(_num(c, raw, "retries", node_id, 3, 1, 10)),
+            no_input=p("no_input"),
+            invalid=p("invalid"),
+            agent_queue=_str(c, raw, "agent_queue", node_id),
+            intent=_str(c, raw, "intent", node_id),
+        )
     if kind == "collect":
-        _take(c, raw, node_id, common | {"say", "var", "next", "min_digits", "max_digits",
-              "validate", "sensitive", "timeout", "retries", "invalid", "on_fail"},
-              {"say", "var", "next"})
+        _take(
+            c,
+            raw,
+            node_id,
+            common
+            | {
+                "say",
+                "var",
+                "next",
+                "min_digits",
+                "max_digits",
+                "validate",
+                "sensitive",
+                "timeout",
+                "retries",
+                "invalid",
+                "on_fail",
+            },
+            {"say", "var", "next"},
+        )
         validate = s("validate", "none")
         if validate not in ("none", "luhn", "expiry"):
-            c.err(raw.key_lines.get("validate", L), node_id,
-                  f"validate: {validate!r} is not one of none, luhn, expiry")
+            c.err(
+                raw.key_lines.get("validate", L),
+                node_id,
+                f"validate: {validate!r} is not one of none, luhn, expiry",
+            )
             validate = "none"
         var = s("var")
         if var and not re.fullmatch(r"[a-z_][a-z0-9_]*", var):
@@ -261,10 +345,21 @@ def _node(c: _Checker, node_id: str, raw: Any, line: int) -> m.AnyNode | None:
         if lo > hi:
             c.err(L, node_id, "min_digits is larger than max_digits")
         sensitive = raw.get("sensitive", validate == "luhn")
-        return m.Collect(node_id, L, p("say"), var, s("next"), lo, hi, validate,  # type: ignore[arg-type]
-                         bool(sensitive), _num(c, raw, "timeout", node_id, 6, 1, 60),
-                         int(_num(c, raw, "retries", node_id, 3, 1, 10)), p("invalid"),
-                         _str(c, raw, "on_fail", node_id))
+        return m.Collect(
+            node_id,
+            L,
+            p("say"),
+            var,
+            s("next"),
+            lo,
+            hi,
+            validate,  # type: ignore[arg-type]
+            bool(sensitive),
+            _num(c, raw, "timeout", node_id, 6, 1, 60),
+            int(_num(c, raw, "retries", node_id, 3, 1, 10)),
+            p("invalid"),
+            _str(c, raw, "on_fail", node_id),
+        )
     if kind == "lookup":
         _take(c, raw, node_id, common | {"by", "found", "not_found"}, {"by", "found", "not_found"})
         by = s("by")
@@ -276,7 +371,9 @@ def _node(c: _Checker, node_id: str, raw: Any, line: int) -> m.AnyNode | None:
         cases = []
         for w in raw.get("when") or []:
             if not isinstance(w, _Map) or "if" not in w or "goto" not in w:
-                c.err(getattr(w, "line", L), node_id, "when: each case is {if: CONDITION, goto: NODE}")
+                c.err(
+                    getattr(w, "line", L), node_id, "when: each case is {if: CONDITION, goto: NODE}"
+                )
                 continue
             _take(c, w, node_id, {"if", "goto"}, {"if", "goto"})
             try:
@@ -285,8 +382,12 @@ def _node(c: _Checker, node_id: str, raw: Any, line: int) -> m.AnyNode | None:
                 c.err(w.line, node_id, f"if: {e}")
                 continue
             for root in cond.roots() - (TEMPLATE_ROOTS | {"open"}):
-                c.err(w.line, node_id, f"if: unknown name {root!r} "
-                      f"(use {', '.join(sorted(TEMPLATE_ROOTS | {'open'}))})")
+                c.err(
+                    w.line,
+                    node_id,
+                    f"if: unknown name {root!r} "
+                    f"(use {', '.join(sorted(TEMPLATE_ROOTS | {'open'}))})",
+                )
             cases.append(m.BranchCase(cond, str(w["goto"])))
         return m.Branch(node_id, L, tuple(cases), s("else"))
     if kind == "set":
@@ -303,8 +404,14 @@ def _node(c: _Checker, node_id: str, raw: Any, line: int) -> m.AnyNode | None:
         q = s("queue")
         if not re.fullmatch(r"[a-z][a-z0-9_-]*", q):
             c.err(raw.key_lines.get("queue", L), node_id, f"queue: {q!r} is not a queue name")
-        return m.Queue(node_id, L, q, int(_num(c, raw, "priority", node_id, 0, 0, 100)), p("say"),
-                       _str(c, raw, "intent", node_id))
+        return m.Queue(
+            node_id,
+            L,
+            q,
+            int(_num(c, raw, "priority", node_id, 0, 0, 100)),
+            p("say"),
+            _str(c, raw, "intent", node_id),
+        )
     if kind == "hangup":
         _take(c, raw, node_id, common | {"say"}, set())
         return m.Hangup(node_id, L, p("say"))
@@ -321,11 +428,30 @@ def _node(c: _Checker, node_id: str, raw: Any, line: int) -> m.AnyNode | None:
     _take(c, raw, node_id, common | {"do", "args", "next", "on_error", "say"}, {"do", "next"})
     do = s("do")
     if do not in ACTIONS:
-        c.err(raw.key_lines.get("do", L), node_id,
-              f"do: unknown action {do!r} (known: {', '.join(sorted(ACTIONS))})")
+        c.err(
+            raw.key_lines.get("do", L),
+            node_id,
+            f"do: unknown action {do!r} (known: {', '.join(sorted(ACTIONS))})",
+        )
     args = raw.get("args") or {}
-    return m.Action(node_id, L, do, {str(k): str(v) for k, v in args.items()}, s("next"),
-                    _str(c, raw, "on_error", node_id), p("say"))
+    if not isinstance(args, dict):
+        c.err(raw.key_lines.get("args", L), node_id, "args: expected a mapping")
+        args = {}
+    if do == "set_language" and args.get("language") not in c.languages:
+        c.err(
+            raw.key_lines.get("args", L),
+            node_id,
+            f"args.language: {args.get('language')!r} is not one of the flow's languages",
+        )
+    return m.Action(
+        node_id,
+        L,
+        do,
+        {str(k): str(v) for k, v in args.items()},
+        s("next"),
+        _str(c, raw, "on_error", node_id),
+        p("say"),
+    )
 
 
 def _hours(c: _Checker, raw: Any, line: int) -> m.BusinessHours | None:
@@ -346,8 +472,11 @@ def _hours(c: _Checker, raw: Any, line: int) -> m.BusinessHours | None:
         days = _days(key)
         mt = re.fullmatch(r"(\d\d):(\d\d)-(\d\d):(\d\d)", str(value))
         if days is None or mt is None:
-            c.err(raw.key_lines.get(key, raw.line), None,
-                  f"hours: {key}: {value!r} (write e.g. mon-fri: '08:00-20:00')")
+            c.err(
+                raw.key_lines.get(key, raw.line),
+                None,
+                f"hours: {key}: {value!r} (write e.g. mon-fri: '08:00-20:00')",
+            )
             continue
         a, b = int(mt[1]) * 60 + int(mt[2]), int(mt[3]) * 60 + int(mt[4])
         for d in days:
@@ -373,8 +502,16 @@ def parse_flow(text: str, file: str) -> m.Flow:
         doc = loader.get_single_data()
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
-        raise FlowError([FlowProblem(file, (mark.line + 1) if mark else 1, None,
-                                     f"not valid YAML: {getattr(e, 'problem', e)}")]) from None
+        raise FlowError(
+            [
+                FlowProblem(
+                    file,
+                    (mark.line + 1) if mark else 1,
+                    None,
+                    f"not valid YAML: {getattr(e, 'problem', e)}",
+                )
+            ]
+        ) from None
     finally:
         loader.dispose()
     for line, msg in loader.problems:
@@ -382,18 +519,29 @@ def parse_flow(text: str, file: str) -> m.Flow:
     if not isinstance(doc, _Map):
         c.err(1, None, "a flow file is a mapping with flow, languages, start and nodes")
         raise FlowError(c.problems)
-    _take(c, doc, None, {"flow", "description", "languages", "start", "agent_queue", "nodes", "hours"},  # type: ignore[arg-type]
-          {"flow", "start", "nodes"})
+    _take(
+        c,
+        doc,
+        None,
+        {"flow", "description", "languages", "start", "agent_queue", "nodes", "hours"},
+        {"flow", "start", "nodes"},
+    )
     langs = doc.get("languages", ["en"])
     if not isinstance(langs, list) or not langs or not all(isinstance(x, str) for x in langs):
-        c.err(doc.key_lines.get("languages", doc.line), None, "languages: expected a list like [en, ko]")
+        c.err(
+            doc.key_lines.get("languages", doc.line),
+            None,
+            "languages: expected a list like [en, ko]",
+        )
         langs = ["en"]
     c.languages = tuple(langs)
     hours = _hours(c, doc.get("hours"), doc.key_lines.get("hours", 1))
     raw_nodes = doc.get("nodes")
     nodes: dict[str, m.AnyNode] = {}
     if not isinstance(raw_nodes, _Map):
-        c.err(doc.key_lines.get("nodes", doc.line), None, "nodes: expected a mapping of node id: node")
+        c.err(
+            doc.key_lines.get("nodes", doc.line), None, "nodes: expected a mapping of node id: node"
+        )
         raw_nodes = _Map()
         raw_nodes.key_lines = {}
     for node_id, raw in raw_nodes.items():
@@ -461,13 +609,18 @@ def load_flows(folder: Path) -> dict[str, m.Flow]:
             problems += e.problems
             continue
         if f.name in flows:
-            problems.append(FlowProblem(str(path), 1, None,
-                                        f"flow name {f.name!r} also used by {flows[f.name].file}"))
+            problems.append(
+                FlowProblem(
+                    str(path), 1, None, f"flow name {f.name!r} also used by {flows[f.name].file}"
+                )
+            )
         flows[f.name] = f
     for f in flows.values():
         for n in f.nodes.values():
             if isinstance(n, m.SubFlow) and n.flow not in flows:
-                problems.append(FlowProblem(f.file, n.line, n.id, f"flow: no flow named {n.flow!r}"))
+                problems.append(
+                    FlowProblem(f.file, n.line, n.id, f"flow: no flow named {n.flow!r}")
+                )
     if problems:
         raise FlowError(problems)
     return flows

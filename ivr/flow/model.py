@@ -210,7 +210,20 @@ class Action(Node):
     prompt: Prompt = Prompt()
 
 
-AnyNode = Say | Menu | Collect | Lookup | Branch | SetVars | Queue | Hangup | Goto | SubFlow | Return | Action
+AnyNode = (
+    Say
+    | Menu
+    | Collect
+    | Lookup
+    | Branch
+    | SetVars
+    | Queue
+    | Hangup
+    | Goto
+    | SubFlow
+    | Return
+    | Action
+)
 
 
 def targets(node: AnyNode) -> list[tuple[str, str]]:

@@ -24,7 +24,9 @@ def _describe(node: m.AnyNode, language: str) -> str:
         case m.Collect():
             extra = f", {node.validate}" if node.validate != "none" else ""
             secret = ", sensitive" if node.sensitive else ""
-            return f"collect {node.min_digits}-{node.max_digits} digits into {node.var}{extra}{secret}"
+            return (
+                f"collect {node.min_digits}-{node.max_digits} digits into {node.var}{extra}{secret}"
+            )
         case m.Lookup():
             return f"look up customer by {node.by}"
         case m.Branch():
@@ -67,8 +69,11 @@ def _edges(node: m.AnyNode) -> list[tuple[str, str]]:
 
 def outline(flow: m.Flow, language: str | None = None) -> str:
     lang = language or flow.default_language
-    lines = [f"flow {flow.name} ({flow.file}) languages: {', '.join(flow.languages)}",
-             f"  start: {flow.start}   agent queue (0 / errors): {flow.agent_queue}", ""]
+    lines = [
+        f"flow {flow.name} ({flow.file}) languages: {', '.join(flow.languages)}",
+        f"  start: {flow.start}   agent queue (0 / errors): {flow.agent_queue}",
+        "",
+    ]
     for node in flow.nodes.values():
         lines.append(f"{node.id}  [line {node.line}]")
         lines.append(f"    {_describe(node, lang)}")
@@ -87,9 +92,13 @@ def _q(s: str) -> str:
 def dot(flow: m.Flow) -> str:
     out = [f'digraph "{_q(flow.name)}" {{', "  rankdir=TB;", "  node [shape=box, fontsize=10];"]
     for node in flow.nodes.values():
-        label = f"{node.id}\\n{_q(_describe(node, flow.default_language))[:60]}"
-        shape = {"Queue": "house", "Hangup": "doubleoctagon", "Menu": "box3d",
-                 "Branch": "diamond"}.get(type(node).__name__, "box")
+        label = f"{node.id}\\n{_q(_describe(node, flow.default_language)[:60])}"
+        shape = {
+            "Queue": "house",
+            "Hangup": "doubleoctagon",
+            "Menu": "box3d",
+            "Branch": "diamond",
+        }.get(type(node).__name__, "box")
         out.append(f'  "{node.id}" [label="{label}", shape={shape}];')
         for label_, target in _edges(node):
             out.append(f'  "{node.id}" -> "{target}" [label="{_q(label_)}"];')

@@ -1,0 +1,1010 @@
+#!/usr/bin/env python3
+"""FastAGI load benchmark: N concurrent calls through the demo menu, Hotline vs classic AGI.
+
+A load client plays Asterisk's side of the AGI protocol (like
+tests/fake_asterisk.py, but lean: asyncio protocols, one timestamp per line)
+and walks every call through the demo hotline's menu the way the engine tests
+do: unknown caller 5559999 -> greeting -> main menu, press 1 -> billing menu,
+press 0 -> queued (six SET VARIABLEs) -> the server closes the connection.
+
+Two engines, each driven the same way:
+
+* ``hotline``: FastAgiServer + CallRouter in a separate process (``--serve``),
+  on a temporary SQLite database and a temporary prompts directory, one TCP
+  connection per call.
+* ``pyst2``: bench/classic_agi_menu.py, the same menu as a classic AGI script,
+  one process per call with the AGI environment on stdin and commands on
+  stdout, as Asterisk runs AGI().
+
+Three phases per engine and N:
+
+* ``hold``: N calls at once, each held at the main menu's WAIT FOR DIGIT until
+  all N are there; then the server side's memory is read from /proc
+  (Hotline: VmRSS of the server process, loaded minus idle, divided by N;
+  pyst2: VmRSS and Pss summed over the N processes, divided by N).
+* ``saturate``: N calls at once, every command answered at once (--rounds
+  times): calls/s (N / wall time from the first connect to the last close),
+  server CPU per call, and the overhead when every call competes for the server.
+* ``paced``: calls start at --rate per second (N/rate seconds for all N) and
+  Asterisk's answers to STREAM FILE and WAIT FOR DIGIT come after a think time
+  (uniform 0.75-1.25 x --think, by default sized so a call lasts ~1.5 x the
+  ramp), so all N calls are in flight together, at a call rate above a real
+  call centre's with N agents' worth of callers.  This is the per-command
+  overhead at N concurrent calls.
+
+pyst2 above --classic-full-max (default 100) runs only the hold phase: at
+~75 ms of CPU per call on one core, each phase of 1000 calls takes ~80 s.
+
+Server overhead per command is measured at the client: from just before the
+client writes a reply line to the moment it receives the next command line,
+i.e. the server's processing time for that step plus two loopback hops (and
+any time the command waited behind other calls).  The first command (from the
+start of the call: connect, or fork+exec) is reported as call setup, the close
+after the last reply as teardown; neither is in the per-command figures.  The
+client's own event-loop lag is recorded per phase (JSON: client_loop_lag).
+
+By default the client runs on CPU 0 and the server side (the Hotline process,
+or every pyst2 process) on CPU 1, so both engines get one core.
+
+Usage:
+    .venv/bin/python bench/fastagi_load.py            # Markdown table
+    .venv/bin/python bench/fastagi_load.py --json     # every detail as JSON
+    .venv/bin/python bench/fastagi_load.py --engines hotline --n 1000 --tmpdir /dev/shm
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import random
+import resource
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+CLASSIC_SCRIPT = REPO / "bench" / "classic_agi_menu.py"
+CALLER = "5559999"  # not in dialplans/data/customers.csv: greet_caller -> main_menu
+KEYS = ("1", "0")  # main menu: billing; billing menu: agent
+EXPECTED_QUEUE = "billing"
+CALL_TIMEOUT = 120.0  # no call of any phase may take longer
+CLIENT_CPU, SERVER_CPU = 0, 1
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def raise_fd_limit() -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+# -- the server side of the Hotline engine (a separate process) ---------------------------
+
+
+def prepare_db(path: Path) -> None:
+    """A migrated database with the demo customers (copied for every run)."""
+    from hotline.customers import CustomerDirectory
+    from hotline.db import Database
+
+    async def go() -> None:
+        db = Database(f"sqlite+aiosqlite:///{path}")
+        await db.migrate()
+        await CustomerDirectory(db).import_csv(REPO / "dialplans" / "data" / "customers.csv")
+        await db.close()
+
+    asyncio.run(go())
+
+
+def serve(
+    db_path: Path,
+    prompts_dir: Path,
+    log_level: str,
+    switch_interval: float | None = None,
+    no_interaction_writes: bool = False,
+) -> None:
+    """Hotline's IVR side as ``hotline serve`` builds it, on 127.0.0.1 and a free port.
+
+    Prints ``READY <port>`` when listening; stops when stdin closes.
+    """
+    from hotline.config import load_config
+    from hotline.customers import CustomerDirectory
+    from hotline.db import Database
+    from hotline.interactions import InteractionStore
+    from hotline.logs import setup_logging
+    from ivr.flow.engine import CallRouter, Services
+    from ivr.flow.loader import load_flows
+    from ivr.prompts import PromptCache
+    from ivr.server import FastAgiServer
+
+    raise_fd_limit()
+    if switch_interval:
+        sys.setswitchinterval(switch_interval)  # experiment: the GIL hand-over interval
+    cfg = load_config(REPO / "hotline.toml", environ={})
+    setup_logging(log_level, "json")  # stderr: a file the client reads afterwards
+
+    class NoWrites(InteractionStore):
+        """Experiment: the engine without its two interaction writes per call."""
+
+        async def save(self, interaction: Any) -> None:
+            return None
+
+    async def main() -> None:
+        db = Database(f"sqlite+aiosqlite:///{db_path}")
+        await db.migrate()
+        services = Services(
+            prompts=PromptCache(
+                prompts_dir, cfg.paths.prompts_asterisk, dict(cfg.tts.voices), cfg.tts.rate
+            ),
+            directory=CustomerDirectory(db),
+            interactions=NoWrites(db) if no_interaction_writes else InteractionStore(db),
+            flows=load_flows(REPO / cfg.paths.dialplans),
+            fallback_queue=cfg.ivr.fallback_queue,
+        )
+        server = FastAgiServer(
+            CallRouter(services),
+            "127.0.0.1",
+            0,
+            header_timeout=cfg.agi.header_timeout_s,
+            command_timeout=cfg.agi.command_timeout_s,
+            max_connections=cfg.agi.max_connections,
+        )
+        await server.start()
+        loop = asyncio.get_running_loop()
+        stdin_closed = loop.create_future()
+
+        class Stdin(asyncio.Protocol):
+            def connection_lost(self, exc: Exception | None) -> None:
+                if not stdin_closed.done():
+                    stdin_closed.set_result(None)
+
+        await loop.connect_read_pipe(Stdin, sys.stdin)
+        print(f"READY {server.port}", flush=True)
+        await stdin_closed
+        await server.stop()
+        await db.close()
+        stats = {
+            "served": server.served,
+            "rejected": server.rejected,
+            "prompts_rendered": services.prompts.rendered,
+        }
+        print(f"STATS {json.dumps(stats)}", flush=True)
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    asyncio.run(main())
+
+
+# -- /proc ----------------------------------------------------------------------------------
+
+
+def proc_status_kb(pid: int, key: str) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise KeyError(key)
+
+
+def proc_pss_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    raise KeyError("Pss")
+
+
+def proc_cpu_s(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_s() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+# -- the load client: Asterisk's side of one AGI session ------------------------------------
+
+
+def agi_env(script: str, uniqueid: str) -> bytes:
+    lines = {
+        "agi_network": "yes",
+        "agi_network_script": script,
+        "agi_request": f"agi://127.0.0.1/{script}",
+        "agi_channel": f"PJSIP/callers-{uniqueid.replace('.', '')[-8:]}",
+        "agi_language": "en",
+        "agi_type": "PJSIP",
+        "agi_uniqueid": uniqueid,
+        "agi_version": "22.0.0",
+        "agi_callerid": CALLER,
+        "agi_calleridname": "Load",
+        "agi_callingpres": "0",
+        "agi_dnid": "100",
+        "agi_rdnis": "unknown",
+        "agi_context": "from-callers",
+        "agi_extension": "100",
+        "agi_priority": "4",
+        "agi_enhanced": "0.0",
+        "agi_accountcode": "",
+        "agi_threadid": "140000000000000",
+    }
+    return ("".join(f"{k}: {v}\n" for k, v in lines.items()) + "\n").encode()
+
+
+def command_name(line: str) -> str:
+    for name in ("GET FULL VARIABLE", "STREAM FILE", "WAIT FOR DIGIT", "SET VARIABLE", "HANGUP"):
+        if line.startswith(name):
+            return name
+    return line.split(" ", 1)[0]
+
+
+def unquote(word: str) -> str:
+    return word[1:-1] if len(word) >= 2 and word[0] == word[-1] == '"' else word
+
+
+@dataclass
+class Phase:
+    """One batch of calls driven together, and what they measured."""
+
+    name: str
+    n: int
+    hold: bool = False
+    think: float = 0.0  # mean think time for STREAM FILE / WAIT FOR DIGIT, seconds
+    ramp: float = 0.0  # calls start spread uniformly over this many seconds
+    gaps: list[float] = field(default_factory=list)
+    gaps_by_step: dict[str, list[float]] = field(default_factory=dict)
+    setup: list[float] = field(default_factory=list)
+    teardown: list[float] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    in_flight: int = 0
+    max_in_flight: int = 0
+    held: list[Call] = field(default_factory=list)
+    all_held: asyncio.Event = field(default_factory=asyncio.Event)
+    released: bool = False
+    first_commands: list[str] = field(default_factory=list)
+
+    def arrive(self, call: Call) -> None:
+        self.held.append(call)
+        if len(self.held) == self.n:
+            self.all_held.set()
+
+    def release(self) -> None:
+        self.released = True
+        for call in self.held:
+            call.send_pending()
+        self.held.clear()
+
+
+class Call:
+    """One call as Asterisk plays it: answers each command, times each gap."""
+
+    def __init__(self, phase: Phase, index: int, write: Callable[[bytes], None]) -> None:
+        self.phase = phase
+        self.index = index
+        self._write = write
+        self.loop = asyncio.get_running_loop()
+        self.done: asyncio.Future[None] = self.loop.create_future()
+        self.t_start = time.perf_counter()
+        self.t_sent: float | None = None
+        self.buf = b""
+        self.keys = list(KEYS)
+        self.variables: dict[str, str] = {}
+        self.commands: list[str] = []
+        self.pending: str | None = None
+        self.step = "setup"
+        self.closed = False
+        phase.in_flight += 1
+        phase.max_in_flight = max(phase.max_in_flight, phase.in_flight)
+
+    def start(self, env: bytes) -> None:
+        self._write(env)
+
+    def data(self, data: bytes) -> None:
+        now = time.perf_counter()
+        self.buf += data
+        while b"\n" in self.buf:
+            raw, self.buf = self.buf.split(b"\n", 1)
+            self.command(raw.decode("utf-8", "replace").rstrip("\r"), now)
+
+    def command(self, line: str, now: float) -> None:
+        phase = self.phase
+        name = command_name(line)
+        if self.t_sent is None:
+            phase.setup.append(now - self.t_start)
+        else:
+            gap = now - self.t_sent
+            phase.gaps.append(gap)
+            phase.gaps_by_step.setdefault(f"{len(self.commands):02d} {name}", []).append(gap)
+        self.commands.append(line)
+        reply = self.answer(line, name)
+        self.t_sent = None
+        if phase.hold and not phase.released and name == "WAIT FOR DIGIT":
+            self.pending = reply
+            phase.arrive(self)
+        elif phase.think and name in ("STREAM FILE", "WAIT FOR DIGIT"):
+            self.pending = reply
+            delay = random.uniform(0.75 * phase.think, 1.25 * phase.think)
+            self.loop.call_later(delay, self.send_pending)
+        else:
+            self.send(reply)
+
+    def answer(self, line: str, name: str) -> str:
+        if name == "GET FULL VARIABLE":
+            return f"200 result=1 (bench.{self.index})"
+        if name == "STREAM FILE":
+            return "200 result=0 endpos=8000"
+        if name == "WAIT FOR DIGIT":
+            key = self.keys.pop(0) if self.keys else None
+            return f"200 result={ord(key)}" if key else "200 result=0"
+        if name == "SET VARIABLE":
+            words = line.split(" ", 3)
+            if len(words) == 4:
+                self.variables[unquote(words[2])] = unquote(words[3])
+            return "200 result=1"
+        if name == "HANGUP":
+            return "200 result=1"
+        self.phase.failures.append(f"unexpected command {line[:60]!r}")
+        return "510 Invalid or unknown command"
+
+    def send_pending(self) -> None:
+        if self.pending is not None and not self.closed:
+            reply, self.pending = self.pending, None
+            self.send(reply)
+
+    def send(self, reply: str) -> None:
+        self.t_sent = time.perf_counter()
+        self._write((reply + "\n").encode())
+
+    def closed_by_peer(self, error: str | None = None) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        phase = self.phase
+        phase.in_flight -= 1
+        if self.t_sent is not None:
+            phase.teardown.append(time.perf_counter() - self.t_sent)
+        if error:
+            phase.failures.append(error)
+        elif self.variables.get("HOTLINE_QUEUE") != EXPECTED_QUEUE:
+            phase.failures.append(
+                f"call {self.index} ended without HOTLINE_QUEUE={EXPECTED_QUEUE} "
+                f"after {len(self.commands)} commands"
+            )
+        if not phase.first_commands:
+            phase.first_commands = list(self.commands)
+        if not self.done.done():
+            self.done.set_result(None)
+
+
+class TcpCall(asyncio.Protocol):
+    """A FastAGI connection: env and replies to the socket, commands from it."""
+
+    def __init__(self, call: Call) -> None:
+        self.call = call
+
+    def data_received(self, data: bytes) -> None:
+        self.call.data(data)
+
+    def eof_received(self) -> bool:
+        return False  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.call.closed_by_peer(f"connection error: {exc}" if exc else None)
+
+
+class PipeCall(asyncio.SubprocessProtocol):
+    """A classic AGI process: env and replies to its stdin, commands from its stdout."""
+
+    def __init__(self, call: Call) -> None:
+        self.call = call
+        self.exited: asyncio.Future[int] = call.loop.create_future()
+
+    def pipe_data_received(self, fd: int, data: bytes) -> None:
+        if fd == 1:
+            self.call.data(data)
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        if fd == 1:
+            self.call.closed_by_peer(f"stdout error: {exc}" if exc else None)
+
+    def process_exited(self) -> None:
+        if not self.exited.done():
+            self.exited.set_result(0)
+
+
+# -- engines --------------------------------------------------------------------------------
+
+
+class Engine:
+    name = ""
+
+    async def call(self, phase: Phase, index: int) -> None:
+        raise NotImplementedError
+
+    def memory_kb(self, phase: Phase) -> dict[str, int]:
+        raise NotImplementedError
+
+    def cpu_s(self) -> float:
+        raise NotImplementedError
+
+
+class HotlineEngine(Engine):
+    name = "hotline"
+
+    def __init__(
+        self, workdir: Path, template_db: Path, prompts: Path, pin: bool, server_args: list[str]
+    ) -> None:
+        self.db = workdir / "hotline.db"
+        shutil.copy(template_db, self.db)
+        self.log_path = workdir / "server.log"
+        self.log_file = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [
+                PYTHON,
+                str(Path(__file__).resolve()),
+                "--serve",
+                "--db",
+                str(self.db),
+                "--prompts",
+                str(prompts),
+                *server_args,
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.log_file,
+            cwd=REPO,
+            preexec_fn=(lambda: os.sched_setaffinity(0, {SERVER_CPU})) if pin else None,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().decode()
+        if not line.startswith("READY "):
+            raise RuntimeError(f"server did not start: {line!r}; see {self.log_path}")
+        self.port = int(line.split()[1])
+        self.pid = self.proc.pid
+        self.idle_rss_kb = 0
+        self.stats: dict[str, Any] = {}
+
+    async def call(self, phase: Phase, index: int) -> None:
+        loop = asyncio.get_running_loop()
+        call = Call(phase, index, lambda b: None)  # setup counts from before the connect
+        try:
+            transport, _ = await loop.create_connection(
+                lambda: TcpCall(call), "127.0.0.1", self.port
+            )
+        except OSError as e:
+            call.closed_by_peer(f"connect failed: {e}")
+            return
+        assert isinstance(transport, asyncio.Transport)
+        call._write = transport.write
+        call.start(agi_env("hotline", f"1700000000.{index}"))
+        try:
+            await asyncio.wait_for(asyncio.shield(call.done), CALL_TIMEOUT)
+        finally:
+            transport.close()
+
+    def memory_kb(self, phase: Phase) -> dict[str, int]:
+        rss = proc_status_kb(self.pid, "VmRSS")
+        return {
+            "server_rss_kb": rss,
+            "idle_rss_kb": self.idle_rss_kb,
+            "per_call_kb": round((rss - self.idle_rss_kb) / phase.n),
+        }
+
+    def cpu_s(self) -> float:
+        return proc_cpu_s(self.pid)
+
+    def close(self) -> dict[str, Any]:
+        hwm = proc_status_kb(self.pid, "VmHWM")
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.close()
+        out = self.proc.stdout.read().decode()
+        self.proc.wait(timeout=30)
+        self.log_file.close()
+        for line in out.splitlines():
+            if line.startswith("STATS "):
+                self.stats = json.loads(line[6:])
+        levels: dict[str, int] = {}
+        problems: list[str] = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                problems.append(line[:200])
+                continue
+            levels[event.get("level", "?")] = levels.get(event.get("level", "?"), 0) + 1
+            if event.get("level") in ("warning", "error", "critical"):
+                problems.append(event.get("msg", "")[:200])
+        return {
+            "peak_rss_kb": hwm,
+            "server_stats": self.stats,
+            "log_levels": levels,
+            "log_problems": sorted(set(problems))[:10],
+        }
+
+
+class ClassicEngine(Engine):
+    name = "pyst2"
+
+    def __init__(self, workdir: Path, template_db: Path, pin: bool) -> None:
+        self.db = workdir / "classic.db"
+        shutil.copy(template_db, self.db)
+        self.pin = pin
+        self.live: dict[int, int] = {}  # call index -> pid
+
+    async def call(self, phase: Phase, index: int) -> None:
+        loop = asyncio.get_running_loop()
+        holder: list[PipeCall] = []
+
+        def factory() -> PipeCall:
+            c = Call(phase, index, lambda b: None)
+            holder.append(PipeCall(c))
+            return holder[0]
+
+        t0 = time.perf_counter()
+        try:
+            transport, proto = await loop.subprocess_exec(
+                factory,
+                PYTHON,
+                str(CLASSIC_SCRIPT),
+                str(self.db),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                cwd="/",
+                preexec_fn=(lambda: os.sched_setaffinity(0, {SERVER_CPU})) if self.pin else None,
+            )
+        except OSError as e:
+            phase.failures.append(f"spawn failed: {e}")
+            return
+        call = proto.call
+        call.t_start = t0  # setup counts from the spawn, as Asterisk's fork+exec
+        stdin = transport.get_pipe_transport(0)
+        assert isinstance(stdin, asyncio.WriteTransport)
+        call._write = stdin.write
+        self.live[index] = transport.get_pid()
+        call.start(agi_env("classic_agi_menu.py", f"1700000000.{index}"))
+        try:
+            await asyncio.wait_for(asyncio.shield(call.done), CALL_TIMEOUT)
+            await asyncio.wait_for(asyncio.shield(proto.exited), CALL_TIMEOUT)
+        finally:
+            self.live.pop(index, None)
+            if transport.get_returncode() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    transport.kill()
+            transport.close()
+
+    def memory_kb(self, phase: Phase) -> dict[str, int]:
+        rss = pss = 0
+        for pid in list(self.live.values()):
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                rss += proc_status_kb(pid, "VmRSS")
+                pss += proc_pss_kb(pid)
+        return {
+            "processes": len(self.live),
+            "sum_rss_kb": rss,
+            "sum_pss_kb": pss,
+            "per_call_kb": round(rss / phase.n),
+            "per_call_pss_kb": round(pss / phase.n),
+        }
+
+    def cpu_s(self) -> float:
+        return children_cpu_s()
+
+
+# -- running phases -------------------------------------------------------------------------
+
+
+async def run_phase(engine: Engine, phase: Phase) -> dict[str, Any]:
+    memory: dict[str, int] = {}
+    cpu0 = engine.cpu_s()
+    t0 = time.perf_counter()
+
+    async def one(i: int) -> None:
+        if phase.ramp:
+            await asyncio.sleep(phase.ramp * i / phase.n)
+        try:
+            await engine.call(phase, i)
+        except TimeoutError:
+            phase.failures.append(f"call {i} timed out after {CALL_TIMEOUT:g} s")
+
+    lags: list[float] = []
+
+    async def lag_monitor() -> None:
+        # how late the client's own event loop wakes up: the client's share of every gap
+        while True:
+            t = time.perf_counter()
+            await asyncio.sleep(0.01)
+            lags.append(time.perf_counter() - t - 0.01)
+
+    monitor = asyncio.ensure_future(lag_monitor())
+    paused = 0.0
+    tasks = [asyncio.ensure_future(one(i)) for i in range(phase.n)]
+    if phase.hold:
+        waiter = asyncio.ensure_future(phase.all_held.wait())
+        await asyncio.wait(
+            [waiter, *tasks], return_when=asyncio.FIRST_COMPLETED, timeout=CALL_TIMEOUT
+        )
+        if phase.all_held.is_set():
+            t_pause = time.perf_counter()
+            await asyncio.sleep(0.5)  # let the server side settle before reading /proc
+            memory = engine.memory_kb(phase)
+            paused = time.perf_counter() - t_pause
+        else:
+            phase.failures.append(f"only {len(phase.held)} of {phase.n} calls reached the hold")
+            waiter.cancel()
+        phase.release()
+    await asyncio.gather(*tasks)
+    wall = time.perf_counter() - t0 - paused  # the memory reading's pause is not call time
+    cpu = engine.cpu_s() - cpu0
+    monitor.cancel()
+    return {
+        "wall_s": wall,
+        "calls_per_s": phase.n / wall,
+        "cpu_ms_per_call": cpu * 1000 / phase.n,
+        "server_cpu_utilisation": cpu / wall,
+        "client_loop_lag": summary_ms(lags),
+        "memory": memory,
+        "max_in_flight": phase.max_in_flight,
+    }
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, round(q / 100 * len(s) + 0.5) - 1))]
+
+
+def summary_ms(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"count": 0}
+    return {
+        "count": len(values),
+        "p50_ms": pct(values, 50) * 1000,
+        "p99_ms": pct(values, 99) * 1000,
+        "max_ms": max(values) * 1000,
+        "mean_ms": statistics.fmean(values) * 1000,
+    }
+
+
+async def run_engine(engine: Engine, n: int, args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {"engine": engine.name, "n": n}
+    # warm-up: renders the prompts on the first run, fills caches, then idles
+    warm = Phase("warmup", 1)
+    for _ in range(args.warmup):
+        warm.n = 1
+        await run_phase(engine, warm)
+    if warm.failures:
+        raise RuntimeError(f"{engine.name} warm-up call failed: {warm.failures[:3]}")
+    out["commands_per_call"] = len(warm.first_commands)
+    out["command_sequence"] = [command_name(c) for c in warm.first_commands]
+    out["played"] = [
+        unquote(c.split(" ")[2]) for c in warm.first_commands if c.startswith("STREAM FILE")
+    ]
+    if isinstance(engine, HotlineEngine):
+        await asyncio.sleep(0.5)
+        engine.idle_rss_kb = proc_status_kb(engine.pid, "VmRSS")
+    phases: dict[str, Any] = {}
+    names = list(args.phases)
+    if engine.name == "pyst2" and n > args.classic_full_max:
+        names = [x for x in names if x == "hold"]  # one process per call: CPU-bound, slow
+    for name in names:
+        if name == "hold":
+            ph = Phase("hold", n, hold=True)
+        elif name == "saturate":
+            ph = Phase("saturate", n)
+        else:
+            ramp = n / args.rate
+            # six answers wait a think time: a call lasts ~1.5 ramps, so all N overlap
+            think = args.think if args.think else 1.5 * ramp / 6
+            ph = Phase("paced", n, think=think, ramp=ramp)
+        rounds = args.rounds if name == "saturate" else 1
+        merged: dict[str, Any] = {"rounds": [], "failures": []}
+        gaps: list[float] = []
+        setup: list[float] = []
+        teardown: list[float] = []
+        by_step: dict[str, list[float]] = {}
+        for r in range(rounds):
+            if r:
+                ph = Phase(ph.name, n, hold=ph.hold, think=ph.think, ramp=ph.ramp)
+            log(f"{engine.name} N={n} {name} round {r + 1}/{rounds}")
+            res = await run_phase(engine, ph)
+            merged["rounds"].append(res)
+            merged["failures"].extend(ph.failures)
+            gaps += ph.gaps
+            setup += ph.setup
+            teardown += ph.teardown
+            for k, v in ph.gaps_by_step.items():
+                by_step.setdefault(k, []).extend(v)
+            log(
+                f"  wall {res['wall_s']:.2f} s, {res['calls_per_s']:.0f} calls/s, "
+                f"cmd p50 {pct(ph.gaps, 50) * 1000:.3f} ms p99 {pct(ph.gaps, 99) * 1000:.3f} ms, "
+                f"max in flight {ph.max_in_flight}, failures {len(ph.failures)}"
+                + (f", memory {res['memory']}" if res["memory"] else "")
+            )
+        walls = sum(r["wall_s"] for r in merged["rounds"])
+        merged["calls_per_s"] = n * rounds / walls
+        merged["cpu_ms_per_call"] = statistics.fmean(r["cpu_ms_per_call"] for r in merged["rounds"])
+        merged["command_gap"] = summary_ms(gaps)
+        merged["setup"] = summary_ms(setup)
+        merged["teardown"] = summary_ms(teardown)
+        merged["by_step"] = {k: summary_ms(v) for k, v in sorted(by_step.items())}
+        merged["failure_count"] = len(merged["failures"])
+        merged["failures"] = merged["failures"][:10]
+        merged["max_in_flight"] = max(r["max_in_flight"] for r in merged["rounds"])
+        if name == "hold":
+            merged["memory"] = merged["rounds"][0]["memory"]
+        phases[name] = merged
+    out["phases"] = phases
+    return out
+
+
+# -- report ---------------------------------------------------------------------------------
+
+
+def fmt_ms(d: dict[str, Any], key: str) -> str:
+    v = d.get(key)
+    if v is None:
+        return "–"
+    return f"{v:.3f}" if v < 10 else f"{v:.1f}" if v < 100 else f"{v:.0f}"
+
+
+def markdown(results: list[dict[str, Any]]) -> str:
+    """Two tables: the summary, and the paced phase's overhead step by step."""
+
+    def ph(r: dict[str, Any], name: str) -> dict[str, Any]:
+        phase: dict[str, Any] = r["phases"].get(name, {})
+        return phase
+
+    def trio(d: dict[str, Any], keys: tuple[str, ...] = ("p50_ms", "p99_ms")) -> str:
+        return " / ".join(fmt_ms(d, k) for k in keys) if d.get("count") else "–"
+
+    rows = [
+        "| Engine | N | calls/s (saturated) | server CPU ms/call | paced: max calls in flight "
+        "| paced: cmd overhead p50 / p99 / max, ms | paced: call setup p50 / p99, ms "
+        "| paced: teardown p50 / p99, ms | saturated: cmd overhead p50 / p99, ms "
+        "| memory per call | failed calls |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        sat, paced, hold = ph(r, "saturate"), ph(r, "paced"), ph(r, "hold")
+        mem = hold.get("memory", {})
+        if r["engine"] == "hotline" and mem:
+            memory = f"{mem['per_call_kb']} KiB (server RSS delta)"
+        elif mem:
+            memory = (
+                f"{mem['per_call_kb'] / 1024:.1f} MiB RSS, "
+                f"{mem['per_call_pss_kb'] / 1024:.1f} MiB PSS"
+            )
+        else:
+            memory = "–"
+        thr, mark = (sat, "") if sat else (hold, " †") if hold else ({}, "")
+        failed = sum(p.get("failure_count", 0) for p in r["phases"].values())
+        total = sum(len(p["rounds"]) * r["n"] for p in r["phases"].values())
+        cells = [
+            r["engine"],
+            str(r["n"]),
+            f"{thr['calls_per_s']:.0f}{mark}" if thr else "–",
+            f"{thr['cpu_ms_per_call']:.1f}{mark}" if thr else "–",
+            str(paced["max_in_flight"]) if paced else "–",
+            trio(paced.get("command_gap", {}), ("p50_ms", "p99_ms", "max_ms")),
+            trio(paced.get("setup", {})),
+            trio(paced.get("teardown", {})),
+            trio(sat.get("command_gap", {})),
+            memory,
+            f"{failed} of {total}",
+        ]
+        rows.append("| " + " | ".join(cells) + " |")
+    if any("†" in row for row in rows):
+        rows.append("")
+        rows.append(
+            "† no saturation run: calls/s and CPU of the hold batch (all N started at once, "
+            "held at the main menu until all N were there, the memory reading's pause excluded)."
+        )
+    paced_runs = [r for r in results if ph(r, "paced").get("by_step")]
+    if paced_runs:
+        steps = sorted({k for r in paced_runs for k in ph(r, "paced")["by_step"]})
+        rows += [
+            "",
+            "Paced phase, overhead per step (the command the server sent after the client's "
+            "reply), p50 / p99 ms:",
+            "",
+            "| step | " + " | ".join(f"{r['engine']} N={r['n']}" for r in paced_runs) + " |",
+            "|---|" + "---:|" * len(paced_runs),
+        ]
+        for step in ["setup", *steps, "teardown"]:
+            cells = [step]
+            for r in paced_runs:
+                p = ph(r, "paced")
+                d = p.get(step) if step in ("setup", "teardown") else p["by_step"].get(step)
+                cells.append(trio(d or {}))
+            rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    mem_kb = 0
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                mem_kb = int(line.split()[1])
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "ram_gib": round(mem_kb / 2**20, 1),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "loadavg_at_start": os.getloadavg(),
+    }
+
+
+async def bench(args: argparse.Namespace) -> dict[str, Any]:
+    pin = (
+        not args.no_pin
+        and os.cpu_count()
+        and os.cpu_count() >= 2
+        and hasattr(os, "sched_setaffinity")
+    )
+    if pin:
+        os.sched_setaffinity(0, {CLIENT_CPU})
+    with contextlib.suppress(AttributeError, NotImplementedError):
+        watcher = asyncio.PidfdChildWatcher()  # no thread per child process
+        watcher.attach_loop(asyncio.get_running_loop())
+        asyncio.set_child_watcher(watcher)
+    results: list[dict[str, Any]] = []
+    server_args = ["--log-level", args.log_level]
+    if args.switch_interval:
+        server_args += ["--switch-interval", str(args.switch_interval)]
+    if args.no_interaction_writes:
+        server_args.append("--no-interaction-writes")
+    with tempfile.TemporaryDirectory(prefix="hotline-bench-", dir=args.tmpdir) as tmp:
+        work = Path(tmp)
+        template = work / "template.db"
+        subprocess.run(
+            [PYTHON, str(Path(__file__).resolve()), "--prepare-db", str(template)],
+            check=True,
+            cwd=REPO,
+        )
+        prompts = work / "prompts"
+        prompts.mkdir()
+        for engine_name in args.engines:
+            ns = args.n if engine_name == "hotline" else args.classic_n
+            for n in ns:
+                run_dir = work / f"{engine_name}-{n}"
+                run_dir.mkdir()
+                log(f"== {engine_name}, N={n}")
+                engine: Engine
+                if engine_name == "hotline":
+                    engine = HotlineEngine(run_dir, template, prompts, bool(pin), server_args)
+                else:
+                    engine = ClassicEngine(run_dir, template, bool(pin))
+                try:
+                    res = await run_engine(engine, n, args)
+                finally:
+                    if isinstance(engine, HotlineEngine):
+                        extra = engine.close()
+                if isinstance(engine, HotlineEngine):
+                    res["server"] = extra
+                results.append(res)
+    played = {r["engine"]: r["played"] for r in results}
+    same = len({json.dumps(p) for p in played.values()}) <= 1
+    if not same:
+        log(f"WARNING: the engines played different prompts: {played}")
+    return {
+        "machine": machine(),
+        "pinned": bool(pin),
+        "args": {
+            k: v for k, v in vars(args).items() if k not in ("serve", "prepare_db", "db", "prompts")
+        },
+        "same_prompts_played": same,
+        "results": results,
+    }
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument(
+        "--n",
+        type=int,
+        nargs="+",
+        default=[100, 1000],
+        help="concurrent calls for Hotline (default: 100 1000)",
+    )
+    p.add_argument(
+        "--classic-n",
+        type=int,
+        nargs="+",
+        default=[100, 1000],
+        help="concurrent calls for the pyst2 baseline (default: 100 1000)",
+    )
+    p.add_argument(
+        "--engines", nargs="+", choices=["hotline", "pyst2"], default=["hotline", "pyst2"]
+    )
+    p.add_argument(
+        "--phases",
+        nargs="+",
+        choices=["hold", "saturate", "paced"],
+        default=["hold", "saturate", "paced"],
+    )
+    p.add_argument("--rounds", type=int, default=2, help="saturation rounds per N (default 2)")
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=80.0,
+        help="paced: new calls per second (default 80; 1000 calls of 15 s would be 67/s)",
+    )
+    p.add_argument(
+        "--think",
+        type=float,
+        default=None,
+        help="paced: mean think time of STREAM FILE / WAIT FOR DIGIT, s "
+        "(default: 1.5 x ramp / 6, so a call lasts about 1.5 x the ramp N/rate)",
+    )
+    p.add_argument(
+        "--classic-full-max",
+        type=int,
+        default=100,
+        help="pyst2 runs only the hold phase above this N (default 100; ~80 ms CPU per call)",
+    )
+    p.add_argument("--warmup", type=int, default=10, help="sequential warm-up calls per run")
+    p.add_argument("--log-level", default="INFO", help="Hotline server log level (default INFO)")
+    p.add_argument("--no-pin", action="store_true", help="do not pin client and server to CPUs")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--tmpdir", help="where the databases and prompts go (default: $TMPDIR)")
+    p.add_argument(
+        "--switch-interval",
+        type=float,
+        help="experiment: sys.setswitchinterval() in the Hotline server process",
+    )
+    p.add_argument(
+        "--no-interaction-writes",
+        action="store_true",
+        help="experiment: Hotline server without its two interaction writes per call",
+    )
+    p.add_argument("--json", action="store_true", help="print every result as JSON instead")
+    p.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--prepare-db", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--db", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--prompts", type=Path, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.prepare_db:
+        prepare_db(args.prepare_db)
+        return 0
+    if args.serve:
+        serve(
+            args.db, args.prompts, args.log_level, args.switch_interval, args.no_interaction_writes
+        )
+        return 0
+    raise_fd_limit()
+    random.seed(args.seed)
+    report = asyncio.run(bench(args))
+    report["table"] = markdown(report["results"])
+    print(json.dumps(report, indent=2) if args.json else report["table"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
