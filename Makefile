@@ -7,7 +7,7 @@ APT_PACKAGES := debootstrap sip-tester espeak-ng sox libsox-fmt-all
 STAMP := $(VENV)/.installed
 
 .PHONY: install system-packages mosquitto asterisk-up asterisk-down asterisk-cli \
-        prompts demo test lint typecheck unit bench clean
+        prompts demo demo-stop test lint typecheck unit bench clean
 
 install: system-packages mosquitto $(STAMP)
 
@@ -46,6 +46,11 @@ prompts: install
 
 demo: install asterisk-up
 	$(BIN)/python -m hotline.demo
+
+# Stop what `make demo` left running: hotline serve, then Asterisk.
+demo-stop:
+	-@test -f .run/hotline.pid && kill $$(cat .run/hotline.pid) 2>/dev/null; rm -f .run/hotline.pid
+	scripts/sandbox.sh down
 
 lint: $(STAMP)
 	$(BIN)/ruff check hotline ivr cti tests bench

@@ -1,0 +1,146 @@
+"""``make demo``: start the demo site, place one scripted call, tell its story.
+
+Assumes ``make asterisk-up`` ran (the Makefile does it first).  Leaves the
+site running: Asterisk in the sandbox and ``hotline serve`` in the background
+(``make demo-stop`` stops both).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from hotline.config import load_config
+from hotline.customers import CustomerDirectory
+from hotline.db import Database
+from hotline.interactions import Interaction, InteractionStore
+from hotline.sipp import Agent, Keys, Pause, run_caller
+
+REPO = Path(__file__).resolve().parent.parent
+RUN = REPO / ".run"
+CALLER = "5551234"  # Alice Martin in dialplans/data/customers.csv
+
+
+def say(text: str) -> None:
+    print(f"\033[1m==> {text}\033[0m", flush=True)
+
+
+def agi_listening() -> bool:
+    import socket
+
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", 4573)) == 0
+
+
+def start_server() -> None:
+    if agi_listening():
+        say("hotline serve is already running (127.0.0.1:4573)")
+        return
+    RUN.mkdir(exist_ok=True)
+    log = (RUN / "hotline.log").open("ab")
+    proc = subprocess.Popen(
+        [str(REPO / ".venv/bin/hotline"), "-c", str(REPO / "hotline.toml"), "serve"],
+        cwd=REPO,
+        stdout=log,
+        stderr=log,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    (RUN / "hotline.pid").write_text(str(proc.pid))
+    for _ in range(100):
+        if agi_listening():
+            say(f"hotline serve started (pid {proc.pid}, log .run/hotline.log)")
+            return
+        if proc.poll() is not None:
+            sys.exit(f"hotline serve exited; see {RUN / 'hotline.log'}")
+        time.sleep(0.1)
+    sys.exit("hotline serve did not start listening on 127.0.0.1:4573")
+
+
+def story(it: Interaction, agent_answered: bool) -> str:
+    lines = [
+        "",
+        "The call, as Hotline saw it",
+        "---------------------------",
+        f"caller      {it.caller_number}  (call id {it.call_id})",
+        f"customer    {'#' + str(it.customer_id) if it.customer_id else 'unknown caller'}",
+        f"language    {it.language}",
+        "IVR path:",
+    ]
+    for s in it.steps:
+        res = f"  -> {s['result']}" if "result" in s else ""
+        lines.append(
+            f"  {s['at_ms'] / 1000:5.1f}s  {s['node']:16} ({s['type']}, {s['ms']} ms){res}"
+        )
+    lines.append(f"inputs      {it.inputs}")
+    lines.append(f"intent      {it.intent}")
+    lines.append(f"outcome     {it.outcome}" + (f" -> queue {it.queue}" if it.queue else ""))
+    lines.append(
+        f"agent 1001  {'answered (sipp UAS on 5071)' if agent_answered else 'did not answer'}"
+    )
+    lines.append("screen pop  (arrives with the CTI issue: hotline/agents/1001/screenpop)")
+    lines.append("recording   (stored with the recording issue; MixMonitor already runs)")
+    return "\n".join(lines)
+
+
+async def main() -> int:
+    cfg = load_config(REPO / "hotline.toml")
+    db = Database(cfg.database_url())
+    await db.migrate()
+    added, updated = await CustomerDirectory(db).import_csv(REPO / "dialplans/data/customers.csv")
+    say(f"customer directory: {added} added, {updated} updated")
+    say("rendering prompts (TTS, cached)")
+    build = await asyncio.create_subprocess_exec(
+        str(REPO / ".venv/bin/hotline"), "-c", str(REPO / "hotline.toml"), "prompts", "build"
+    )
+    if await build.wait() != 0:
+        return 1
+    start_server()
+    store = InteractionStore(db)
+    before = {i.id for i in await store.recent(50, caller=CALLER)}
+
+    say("agent 1001 logs in (sipp UAS on 127.0.0.1:5071)")
+    agent = Agent("1001")
+    await agent.start()
+    say(
+        f"Alice ({CALLER}) dials 100: hears her greeting and the bill offer, presses 2 "
+        "(something else), 1 (billing), 0 (an agent)"
+    )
+    result = await run_caller(
+        [Pause(9500), Keys("2"), Pause(3000), Keys("1"), Pause(3000), Keys("0"), Pause(7000)],
+        number=CALLER,
+        name="Alice Martin",
+    )
+    answered = await agent.wait(10) == 0
+    await agent.stop()
+    if not result.ok:
+        print(result.stderr, file=sys.stderr)
+        say("the call failed")
+        return 1
+    it = None
+    for _ in range(50):
+        new = [i for i in await store.recent(50, caller=CALLER) if i.id not in before]
+        if new and new[0].ended_at is not None:
+            it = new[0]
+            break
+        await asyncio.sleep(0.2)
+    await db.close()
+    if it is None:
+        say("no interaction record was written: see .run/hotline.log")
+        return 1
+    print(story(it, answered))
+    print(
+        f"\nMore: .venv/bin/hotline calls show {it.call_id}   |   make asterisk-cli   |   "
+        "make demo-stop"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    os.chdir(REPO)
+    sys.exit(asyncio.run(main()))
