@@ -22,12 +22,13 @@ Three phases per engine and N:
   all N are there; then the server side's memory is read from /proc
   (Hotline: VmRSS of the server process, loaded minus idle, divided by N;
   pyst2: VmRSS and Pss summed over the N processes, divided by N).
-* ``saturate``: N calls at once, every command answered at once (--rounds
-  times): calls/s (N / wall time from the first connect to the last close),
-  server CPU per call, and the overhead when every call competes for the server.
+* ``saturate``: N calls at once, every command answered at once (in rounds,
+  at least --saturate-calls calls): calls/s (N / wall time from the first
+  connect to the last close), server CPU per call, and the overhead when every
+  call competes for the server.
 * ``paced``: calls start at --rate per second (N/rate seconds for all N) and
   Asterisk's answers to STREAM FILE and WAIT FOR DIGIT come after a think time
-  (uniform 0.75-1.25 x --think, by default sized so a call lasts ~1.5 x the
+  (uniform 0.75-1.25 x --think, by default sized so a call lasts ~1.25 x the
   ramp), so all N calls are in flight together, at a call rate above a real
   call centre's with N agents' worth of callers.  This is the per-command
   overhead at N concurrent calls.
@@ -545,7 +546,11 @@ class ClassicEngine(Engine):
     def __init__(self, workdir: Path, template_db: Path, pin: bool) -> None:
         self.db = workdir / "classic.db"
         shutil.copy(template_db, self.db)
-        self.pin = pin
+        self.argv = [PYTHON, str(CLASSIC_SCRIPT), str(self.db)]
+        if pin:
+            # taskset execs the script on the server CPU.  Not preexec_fn: Popen would
+            # then wait for the child to get that (busy) CPU, blocking the client's loop.
+            self.argv = ["taskset", "-c", str(SERVER_CPU), *self.argv]
         self.live: dict[int, int] = {}  # call index -> pid
 
     async def call(self, phase: Phase, index: int) -> None:
@@ -561,14 +566,11 @@ class ClassicEngine(Engine):
         try:
             transport, proto = await loop.subprocess_exec(
                 factory,
-                PYTHON,
-                str(CLASSIC_SCRIPT),
-                str(self.db),
+                *self.argv,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,  # Asterisk gives AGI scripts /dev/null too
                 cwd="/",
-                preexec_fn=(lambda: os.sched_setaffinity(0, {SERVER_CPU})) if self.pin else None,
             )
         except OSError as e:
             phase.failures.append(f"spawn failed: {e}")
@@ -713,9 +715,9 @@ async def run_engine(engine: Engine, n: int, args: argparse.Namespace) -> dict[s
         else:
             ramp = n / args.rate
             # six answers wait a think time: a call lasts ~1.5 ramps, so all N overlap
-            think = args.think if args.think else 1.5 * ramp / 6
+            think = args.think if args.think else 1.25 * ramp / 6
             ph = Phase("paced", n, think=think, ramp=ramp)
-        rounds = args.rounds if name == "saturate" else 1
+        rounds = max(1, -(-args.saturate_calls // n)) if name == "saturate" else 1
         merged: dict[str, Any] = {"rounds": [], "failures": []}
         gaps: list[float] = []
         setup: list[float] = []
@@ -874,6 +876,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         watcher = asyncio.PidfdChildWatcher()  # no thread per child process
         watcher.attach_loop(asyncio.get_running_loop())
         asyncio.set_child_watcher(watcher)
+    started = machine()
     results: list[dict[str, Any]] = []
     server_args = ["--log-level", args.log_level]
     if args.switch_interval:
@@ -914,7 +917,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     if not same:
         log(f"WARNING: the engines played different prompts: {played}")
     return {
-        "machine": machine(),
+        "machine": started,
+        "loadavg_at_end": os.getloadavg(),
         "pinned": bool(pin),
         "args": {
             k: v for k, v in vars(args).items() if k not in ("serve", "prepare_db", "db", "prompts")
@@ -949,7 +953,12 @@ def main() -> int:
         choices=["hold", "saturate", "paced"],
         default=["hold", "saturate", "paced"],
     )
-    p.add_argument("--rounds", type=int, default=2, help="saturation rounds per N (default 2)")
+    p.add_argument(
+        "--saturate-calls",
+        type=int,
+        default=200,
+        help="saturation: rounds of N calls until at least this many (default 200)",
+    )
     p.add_argument(
         "--rate",
         type=float,
@@ -961,7 +970,7 @@ def main() -> int:
         type=float,
         default=None,
         help="paced: mean think time of STREAM FILE / WAIT FOR DIGIT, s "
-        "(default: 1.5 x ramp / 6, so a call lasts about 1.5 x the ramp N/rate)",
+        "(default: 1.25 x ramp / 6, so a call lasts about 1.25 x the ramp N/rate)",
     )
     p.add_argument(
         "--classic-full-max",
@@ -969,7 +978,7 @@ def main() -> int:
         default=100,
         help="pyst2 runs only the hold phase above this N (default 100; ~80 ms CPU per call)",
     )
-    p.add_argument("--warmup", type=int, default=10, help="sequential warm-up calls per run")
+    p.add_argument("--warmup", type=int, default=5, help="sequential warm-up calls per run")
     p.add_argument("--log-level", default="INFO", help="Hotline server log level (default INFO)")
     p.add_argument("--no-pin", action="store_true", help="do not pin client and server to CPUs")
     p.add_argument("--seed", type=int, default=1)
