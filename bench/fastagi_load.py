@@ -50,6 +50,7 @@ or every pyst2 process) on CPU 1, so both engines get one core.
 Usage:
     .venv/bin/python bench/fastagi_load.py            # Markdown table
     .venv/bin/python bench/fastagi_load.py --json     # every detail as JSON
+    .venv/bin/python bench/fastagi_load.py --json-out bench/results/fastagi_load.json
     .venv/bin/python bench/fastagi_load.py --engines hotline --n 1000 --tmpdir /dev/shm
 """
 
@@ -129,6 +130,7 @@ def serve(
     from hotline.db import Database
     from hotline.interactions import InteractionStore
     from hotline.logs import setup_logging
+    from ivr.agi import AgiChannel, AgiReply
     from ivr.flow.engine import CallRouter, Services
     from ivr.flow.loader import load_flows
     from ivr.prompts import PromptCache
@@ -139,6 +141,33 @@ def serve(
         sys.setswitchinterval(switch_interval)  # experiment: the GIL hand-over interval
     cfg = load_config(REPO / "hotline.toml", environ={})
     setup_logging(log_level, "json")  # stderr: a file the client reads afterwards
+
+    # Server-internal timing, to tell the server's share of a gap from the client's and
+    # the loopback's: from the moment the server has a reply parsed to the moment it
+    # sends the next command (what its engine does in between, DB work included).
+    internal: dict[str, list[float]] = {}
+    command = AgiChannel.command
+
+    async def timed_command(self: AgiChannel, *words: str) -> AgiReply:
+        now = time.perf_counter()
+        last = self.__dict__.get("_bench_reply_at")
+        position = self.__dict__.get("_bench_position", 0)
+        if last is not None:
+            internal.setdefault(f"{position:02d} {words[0]}", []).append(now - last)
+        self.__dict__["_bench_position"] = position + 1
+        try:
+            return await command(self, *words)
+        finally:
+            self.__dict__["_bench_reply_at"] = time.perf_counter()
+
+    AgiChannel.command = timed_command  # type: ignore[method-assign]
+
+    def dump_internal() -> None:
+        out = db_path.parent / "server-internal.json"
+        tmp = out.with_suffix(".tmp")
+        tmp.write_text(json.dumps(internal))
+        os.replace(tmp, out)
+        internal.clear()
 
     class NoWrites(InteractionStore):
         """Experiment: the engine without its two interaction writes per call."""
@@ -176,6 +205,7 @@ def serve(
                     stdin_closed.set_result(None)
 
         await loop.connect_read_pipe(Stdin, sys.stdin)
+        loop.add_signal_handler(signal.SIGUSR1, dump_internal)
         print(f"READY {server.port}", flush=True)
         await stdin_closed
         await server.stop()
@@ -214,6 +244,17 @@ def proc_cpu_s(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def listen_overflows() -> int:
+    """TcpExt ListenOverflows (system-wide): connections the kernel dropped at accept."""
+    with open("/proc/net/netstat") as f:
+        lines = f.read().splitlines()
+    for head, values in zip(lines[::2], lines[1::2], strict=False):
+        if head.startswith("TcpExt:"):
+            fields = dict(zip(head.split()[1:], values.split()[1:], strict=False))
+            return int(fields.get("ListenOverflows", 0))
+    return 0
 
 
 def children_cpu_s() -> float:
@@ -500,6 +541,20 @@ class HotlineEngine(Engine):
         finally:
             transport.close()
 
+    def internal_gaps(self) -> dict[str, list[float]]:
+        """The server's own per-step timings since the last call (and reset them)."""
+        out = self.db.parent / "server-internal.json"
+        with contextlib.suppress(FileNotFoundError):
+            out.unlink()
+        os.kill(self.pid, signal.SIGUSR1)
+        for _ in range(500):
+            if out.exists():
+                data: dict[str, list[float]] = json.loads(out.read_text())
+                out.unlink()
+                return data
+            time.sleep(0.01)
+        raise RuntimeError("the server did not write its internal timings")
+
     def memory_kb(self, phase: Phase) -> dict[str, int]:
         rss = proc_status_kb(self.pid, "VmRSS")
         return {
@@ -616,6 +671,7 @@ class ClassicEngine(Engine):
 async def run_phase(engine: Engine, phase: Phase) -> dict[str, Any]:
     memory: dict[str, int] = {}
     cpu0 = engine.cpu_s()
+    overflows0 = listen_overflows()
     t0 = time.perf_counter()
 
     async def one(i: int) -> None:
@@ -661,6 +717,7 @@ async def run_phase(engine: Engine, phase: Phase) -> dict[str, Any]:
         "calls_per_s": phase.n / wall,
         "cpu_ms_per_call": cpu * 1000 / phase.n,
         "server_cpu_utilisation": cpu / wall,
+        "listen_overflows": listen_overflows() - overflows0,
         "client_loop_lag": summary_ms(lags),
         "memory": memory,
         "max_in_flight": phase.max_in_flight,
@@ -703,6 +760,7 @@ async def run_engine(engine: Engine, n: int, args: argparse.Namespace) -> dict[s
     if isinstance(engine, HotlineEngine):
         await asyncio.sleep(0.5)
         engine.idle_rss_kb = proc_status_kb(engine.pid, "VmRSS")
+        engine.internal_gaps()  # forget the warm-up's
     phases: dict[str, Any] = {}
     names = list(args.phases)
     if engine.name == "pyst2" and n > args.classic_full_max:
@@ -714,7 +772,7 @@ async def run_engine(engine: Engine, n: int, args: argparse.Namespace) -> dict[s
             ph = Phase("saturate", n)
         else:
             ramp = n / args.rate
-            # six answers wait a think time: a call lasts ~1.5 ramps, so all N overlap
+            # six answers wait a think time: a call lasts ~1.25 ramps, so all N overlap
             think = args.think if args.think else 1.25 * ramp / 6
             ph = Phase("paced", n, think=think, ramp=ramp)
         rounds = max(1, -(-args.saturate_calls // n)) if name == "saturate" else 1
@@ -753,6 +811,12 @@ async def run_engine(engine: Engine, n: int, args: argparse.Namespace) -> dict[s
         merged["max_in_flight"] = max(r["max_in_flight"] for r in merged["rounds"])
         if name == "hold":
             merged["memory"] = merged["rounds"][0]["memory"]
+        if isinstance(engine, HotlineEngine):
+            internal = engine.internal_gaps()
+            merged["server_internal"] = summary_ms([g for v in internal.values() for g in v])
+            merged["server_internal_by_step"] = {
+                k: summary_ms(v) for k, v in sorted(internal.items())
+            }
         phases[name] = merged
     out["phases"] = phases
     return out
@@ -780,10 +844,10 @@ def markdown(results: list[dict[str, Any]]) -> str:
 
     rows = [
         "| Engine | N | calls/s (saturated) | server CPU ms/call | paced: max calls in flight "
-        "| paced: cmd overhead p50 / p99 / max, ms | paced: call setup p50 / p99, ms "
-        "| paced: teardown p50 / p99, ms | saturated: cmd overhead p50 / p99, ms "
-        "| memory per call | failed calls |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| paced: cmd overhead p50 / p99 / max, ms | paced: of which inside the server, "
+        "p50 / p99, ms | paced: call setup p50 / p99, ms | paced: teardown p50 / p99, ms "
+        "| saturated: cmd overhead p50 / p99, ms | memory per call | failed calls |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         sat, paced, hold = ph(r, "saturate"), ph(r, "paced"), ph(r, "hold")
@@ -807,6 +871,7 @@ def markdown(results: list[dict[str, Any]]) -> str:
             f"{thr['cpu_ms_per_call']:.1f}{mark}" if thr else "–",
             str(paced["max_in_flight"]) if paced else "–",
             trio(paced.get("command_gap", {}), ("p50_ms", "p99_ms", "max_ms")),
+            trio(paced.get("server_internal", {})),
             trio(paced.get("setup", {})),
             trio(paced.get("teardown", {})),
             trio(sat.get("command_gap", {})),
@@ -823,19 +888,32 @@ def markdown(results: list[dict[str, Any]]) -> str:
     paced_runs = [r for r in results if ph(r, "paced").get("by_step")]
     if paced_runs:
         steps = sorted({k for r in paced_runs for k in ph(r, "paced")["by_step"]})
+        columns: list[tuple[str, dict[str, Any], str]] = []
+        for r in paced_runs:
+            columns.append((f"{r['engine']} N={r['n']}", ph(r, "paced"), "by_step"))
+            if ph(r, "paced").get("server_internal_by_step"):
+                columns.append(
+                    (
+                        f"{r['engine']} N={r['n']} inside server",
+                        ph(r, "paced"),
+                        "server_internal_by_step",
+                    )
+                )
         rows += [
             "",
             "Paced phase, overhead per step (the command the server sent after the client's "
             "reply), p50 / p99 ms:",
             "",
-            "| step | " + " | ".join(f"{r['engine']} N={r['n']}" for r in paced_runs) + " |",
-            "|---|" + "---:|" * len(paced_runs),
+            "| step | " + " | ".join(c[0] for c in columns) + " |",
+            "|---|" + "---:|" * len(columns),
         ]
         for step in ["setup", *steps, "teardown"]:
             cells = [step]
-            for r in paced_runs:
-                p = ph(r, "paced")
-                d = p.get(step) if step in ("setup", "teardown") else p["by_step"].get(step)
+            for _, p, key in columns:
+                if step in ("setup", "teardown"):
+                    d = p.get(step) if key == "by_step" else None
+                else:
+                    d = p[key].get(step)
                 cells.append(trio(d or {}))
             rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
@@ -921,7 +999,9 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         "loadavg_at_end": os.getloadavg(),
         "pinned": bool(pin),
         "args": {
-            k: v for k, v in vars(args).items() if k not in ("serve", "prepare_db", "db", "prompts")
+            k: str(v) if isinstance(v, Path) else v
+            for k, v in vars(args).items()
+            if k not in ("serve", "prepare_db", "db", "prompts")
         },
         "same_prompts_played": same,
         "results": results,
@@ -994,6 +1074,7 @@ def main() -> int:
         help="experiment: Hotline server without its two interaction writes per call",
     )
     p.add_argument("--json", action="store_true", help="print every result as JSON instead")
+    p.add_argument("--json-out", type=Path, help="also write every result as JSON to this file")
     p.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--prepare-db", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--db", type=Path, help=argparse.SUPPRESS)
@@ -1011,7 +1092,10 @@ def main() -> int:
     random.seed(args.seed)
     report = asyncio.run(bench(args))
     report["table"] = markdown(report["results"])
-    print(json.dumps(report, indent=2) if args.json else report["table"])
+    if args.json_out:
+        args.json_out.parent.mkdir(parents=True, exist_ok=True)
+        args.json_out.write_text(json.dumps(report, indent=1, default=str) + "\n")
+    print(json.dumps(report, indent=2, default=str) if args.json else report["table"])
     return 0
 
 

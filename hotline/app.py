@@ -8,6 +8,8 @@ import logging
 import signal
 
 from cti.ami import AmiClient
+from cti.mqtt import MqttPublisher
+from cti.service import CtiService
 from hotline.config import Config
 from hotline.customers import CustomerDirectory
 from hotline.db import Database
@@ -30,11 +32,32 @@ def build_prompts(cfg: Config) -> PromptCache:
     )
 
 
+def build_cti(cfg: Config, db: Database) -> tuple[CtiService, MqttPublisher]:
+    holder: list[CtiService] = []
+    publisher = MqttPublisher(
+        cfg.mqtt.host,
+        cfg.mqtt.port,
+        username=cfg.mqtt.username,
+        password=cfg.mqtt_password(),
+        client_id=cfg.mqtt.client_id,
+        prefix=cfg.mqtt.prefix,
+        buffer_size=cfg.mqtt.buffer_size,
+        is_live=lambda call_id: holder[0].state.call_live(call_id),
+    )
+    cti = CtiService(
+        publisher, CustomerDirectory(db), InteractionStore(db), tuple(cfg.cti.ivr_contexts)
+    )
+    holder.append(cti)
+    return cti, publisher
+
+
 async def serve(cfg: Config, role: str = "all", ready: asyncio.Event | None = None) -> None:
     db = Database(cfg.database_url(), cfg.database.echo)
     await db.migrate()
     agi: FastAgiServer | None = None
     ami: AmiClient | None = None
+    cti: CtiService | None = None
+    publisher: MqttPublisher | None = None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -65,7 +88,20 @@ async def serve(cfg: Config, role: str = "all", ready: asyncio.Event | None = No
             if secret is None:
                 log.warning("AMI disabled: no secret configured (ami.secret or ami.secret_file)")
             else:
-                ami = AmiClient(cfg.ami.host, cfg.ami.port, cfg.ami.username, secret)
+                cti, publisher = build_cti(cfg, db)
+                publisher.start()
+                cti.start()
+                ami = AmiClient(
+                    cfg.ami.host,
+                    cfg.ami.port,
+                    cfg.ami.username,
+                    secret,
+                    on_event=cti.on_event,
+                    on_login=cti.on_login,
+                    backoff_min=cfg.ami.reconnect_min_s,
+                    backoff_max=cfg.ami.reconnect_max_s,
+                )
+                cti.attach(ami)
                 await ami.start()
         log.info("hotline serving", extra={"role": role})
         if ready is not None:
@@ -77,4 +113,8 @@ async def serve(cfg: Config, role: str = "all", ready: asyncio.Event | None = No
             await agi.stop()
         if ami is not None:
             ami.close()
+        if cti is not None:
+            await cti.stop()
+        if publisher is not None:
+            await publisher.stop()
         await db.close()

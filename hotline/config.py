@@ -92,6 +92,24 @@ class IvrConfig(_Section):
     default_flow: str = "hotline"
 
 
+class MqttConfig(_Section):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: Port = 1883
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    client_id: str = "hotline-server"
+    prefix: str = Field(default="hotline", pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
+    # Messages kept while the broker is unreachable (oldest dropped beyond this).
+    buffer_size: int = Field(default=1000, ge=1)
+
+
+class CtiConfig(_Section):
+    # Dialplan contexts where a new call enters the IVR (for the ivr_started event).
+    ivr_contexts: list[str] = Field(default_factory=lambda: ["from-callers"])
+
+
 class Config(_Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     agi: AgiConfig = Field(default_factory=AgiConfig)
@@ -100,6 +118,8 @@ class Config(_Section):
     paths: PathsConfig = Field(default_factory=PathsConfig)
     tts: TtsConfig = Field(default_factory=TtsConfig)
     ivr: IvrConfig = Field(default_factory=IvrConfig)
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    cti: CtiConfig = Field(default_factory=CtiConfig)
     # Where the file was read from: relative paths in it are relative to this.
     base_dir: Path = Path(".")
     source: str = "<defaults>"
@@ -117,6 +137,17 @@ class Config(_Section):
                 return f.read_text().strip()
             except OSError as e:
                 raise ConfigError(f"ami.secret_file: cannot read {f}: {e.strerror}") from e
+        return None
+
+    def mqtt_password(self) -> str | None:
+        if self.mqtt.password is not None:
+            return self.mqtt.password.get_secret_value()
+        if self.mqtt.password_file is not None:
+            f = self.path(self.mqtt.password_file)
+            try:
+                return f.read_text().strip()
+            except OSError as e:
+                raise ConfigError(f"mqtt.password_file: cannot read {f}: {e.strerror}") from e
         return None
 
     def database_url(self) -> str:

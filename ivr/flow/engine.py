@@ -488,6 +488,10 @@ class CallSession:
         it = self.interaction
         it.queue = queue
         it.outcome = outcome  # type: ignore[assignment]
+        # Store the whole record before the caller leaves for the queue: the
+        # agent's phone may ring milliseconds later and the screen pop reads it.
+        it.ended_at = utcnow()
+        await self.services.interactions.save(it)
         # Set first what the dialplan needs to queue the caller, then the extras.
         await self.channel.set_variable("HOTLINE_QUEUE", queue)
         await self.channel.set_variable("HOTLINE_PRIORITY", str(priority))

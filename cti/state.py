@@ -1,0 +1,429 @@
+"""Calls, queues and agents as Asterisk reports them over AMI: the CTI's domain.
+
+Pure and synchronous: :meth:`CallCenter.apply` takes one AMI event (a dict)
+and returns what changed, as outputs the service publishes.  No I/O here, so
+recorded AMI transcripts drive it in tests exactly as Asterisk does live.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from cti.ami import AmiEvent, chan_variables
+
+log = logging.getLogger("hotline.cti")
+
+# QueueMemberStatus "Status" (Asterisk device states) to what a desktop shows.
+DEVICE_STATE = {
+    "0": "unknown",
+    "1": "available",
+    "2": "busy",
+    "3": "busy",
+    "4": "offline",
+    "5": "offline",
+    "6": "ringing",
+    "7": "ringing",
+    "8": "on_hold",
+}
+DEFAULT_HANDLE_S = 180.0
+
+
+def agent_of(member_name: str, interface: str) -> str:
+    """Agent number: the queue member name if it is one, else from the interface."""
+    if member_name and member_name.isdigit():
+        return member_name
+    tail = interface.rsplit("/", 1)[-1]
+    digits = "".join(ch for ch in tail if ch.isdigit())
+    return digits or tail
+
+
+@dataclass
+class Call:
+    call_id: str  # Asterisk linkedid
+    caller_number: str = ""
+    caller_name: str = ""
+    started: float = field(default_factory=time.time)
+    channels: set[str] = field(default_factory=set)
+    queue: str | None = None
+    joined_queue_at: float | None = None
+    answered_by: str | None = None
+    variables: dict[str, str] = field(default_factory=dict)
+    callback: bool = False
+
+
+@dataclass
+class Agent:
+    number: str
+    state: str = "offline"
+    since: float = field(default_factory=time.time)
+    call_id: str | None = None
+    paused: bool = False
+    queues: set[str] = field(default_factory=set)
+
+    @property
+    def shown_state(self) -> str:
+        if self.paused and self.state in ("available", "unknown"):
+            return "paused"
+        return self.state
+
+
+@dataclass
+class QueueState:
+    name: str
+    callers: dict[str, tuple[str, float]] = field(
+        default_factory=dict
+    )  # channel -> (call_id, joined)
+    members: set[str] = field(default_factory=set)
+    service_level_s: int = 30
+    day: date = field(default_factory=date.today)
+    answered: int = 0
+    answered_in_sl: int = 0
+    abandoned: int = 0
+    handle_times: deque[float] = field(default_factory=lambda: deque(maxlen=100))
+
+    def roll_day(self, today: date) -> None:
+        if today != self.day:
+            self.day, self.answered, self.answered_in_sl, self.abandoned = today, 0, 0, 0
+
+
+# -- outputs ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScreenPop:
+    agent: str
+    call: Call
+    queue: str
+    wait_s: float
+
+
+@dataclass(frozen=True)
+class AgentChanged:
+    agent: Agent
+
+
+@dataclass(frozen=True)
+class QueueChanged:
+    queue: str
+
+
+@dataclass(frozen=True)
+class CallEvent:
+    call_id: str
+    kind: str  # ivr_started, queued, ringing, answered, transferred, abandoned, ended
+    detail: dict[str, Any]
+
+
+Output = ScreenPop | AgentChanged | QueueChanged | CallEvent
+
+
+class CallCenter:
+    def __init__(self, ivr_contexts: tuple[str, ...] = ("from-callers",)) -> None:
+        self.ivr_contexts = ivr_contexts
+        self.calls: dict[str, Call] = {}
+        self.channel_call: dict[str, str] = {}  # channel name -> call id
+        self.agents: dict[str, Agent] = {}
+        self.queues: dict[str, QueueState] = {}
+        self.skipped = 0
+
+    # -- queries -----------------------------------------------------------------------
+    def queue(self, name: str) -> QueueState:
+        q = self.queues.get(name)
+        if q is None:
+            q = self.queues[name] = QueueState(name)
+        return q
+
+    def agent(self, number: str) -> Agent:
+        a = self.agents.get(number)
+        if a is None:
+            a = self.agents[number] = Agent(number)
+        return a
+
+    def call_live(self, call_id: str) -> bool:
+        return call_id in self.calls
+
+    def queue_stats(self, name: str, now: float | None = None) -> dict[str, Any]:
+        now = time.time() if now is None else now
+        q = self.queue(name)
+        q.roll_day(date.fromtimestamp(now))
+        members = [self.agents[m] for m in q.members if m in self.agents]
+        available = sum(1 for a in members if a.shown_state == "available")
+        busy = sum(1 for a in members if a.shown_state in ("busy", "ringing", "on_hold"))
+        longest = max((now - t for _, t in q.callers.values()), default=0.0)
+        finished = q.answered + q.abandoned
+        return {
+            "queue": name,
+            "waiting": len(q.callers),
+            "longest_wait_s": round(longest, 1),
+            "agents_available": available,
+            "agents_busy": busy,
+            "est_wait_s": self.estimated_wait(q, available, busy),
+            "answered_today": q.answered,
+            "abandoned_today": q.abandoned,
+            "service_level_pct": round(100 * q.answered_in_sl / finished, 1) if finished else None,
+        }
+
+    @staticmethod
+    def estimated_wait(q: QueueState, available: int, busy: int) -> float | None:
+        """A simple estimate until the deflection issue's Erlang C model lands.
+
+        Each logged-in agent frees up once per average handle time; the
+        newest caller waits for the callers ahead of them to be served.  With
+        no agent logged in there is no estimate (None: "unknown, long").
+        """
+        waiting = len(q.callers)
+        if waiting == 0 or available > waiting:
+            return 0.0
+        staffed = available + busy
+        if staffed == 0:
+            return None
+        aht = sum(q.handle_times) / len(q.handle_times) if q.handle_times else DEFAULT_HANDLE_S
+        return round(aht * math.ceil(waiting / staffed), 1)
+
+    # -- events ------------------------------------------------------------------------------
+    def apply(self, ev: AmiEvent, now: float | None = None) -> list[Output]:
+        """Fold one AMI event into the state; return what changed.  Never raises."""
+        now = time.time() if now is None else now
+        name = ev.get("Event")
+        handler = getattr(self, f"_on_{name}", None) if isinstance(name, str) else None
+        if handler is None:
+            return []
+        try:
+            out: list[Output] = handler(ev, now)
+            return out
+        except (KeyError, ValueError, TypeError) as e:
+            self.skipped += 1
+            log.warning("malformed AMI event skipped", extra={"event": name, "error": str(e)})
+            return []
+
+    def _call(self, ev: AmiEvent, now: float) -> Call:
+        call_id = str(ev["Linkedid"])
+        call = self.calls.get(call_id)
+        if call is None:
+            call = self.calls[call_id] = Call(call_id, started=now)
+        if not call.caller_number and ev.get("CallerIDNum") not in (None, "", "<unknown>"):
+            call.caller_number = str(ev["CallerIDNum"])
+            name = str(ev.get("CallerIDName", ""))
+            call.caller_name = "" if name == "<unknown>" else name
+        call.variables.update({k: v for k, v in chan_variables(ev).items() if v})
+        return call
+
+    def _on_Newchannel(self, ev: AmiEvent, now: float) -> list[Output]:
+        fresh = str(ev["Linkedid"]) not in self.calls
+        call = self._call(ev, now)
+        call.channels.add(str(ev["Channel"]))
+        self.channel_call[str(ev["Channel"])] = call.call_id
+        if (
+            fresh
+            and ev.get("Uniqueid") == ev.get("Linkedid")
+            and ev.get("Context") in self.ivr_contexts
+        ):
+            return [CallEvent(call.call_id, "ivr_started", {"caller_number": call.caller_number})]
+        return []
+
+    def _on_Hangup(self, ev: AmiEvent, now: float) -> list[Output]:
+        channel = str(ev["Channel"])
+        call_id = self.channel_call.pop(channel, str(ev.get("Linkedid", "")))
+        call = self.calls.get(call_id)
+        if call is None:
+            return []
+        call.channels.discard(channel)
+        if call.channels:
+            return []
+        del self.calls[call_id]
+        out: list[Output] = [CallEvent(call_id, "ended", {"cause": ev.get("Cause-txt", "")})]
+        for q in self.queues.values():  # a caller can vanish without QueueCallerLeave
+            if q.callers.pop(channel, None) is not None:
+                out.append(QueueChanged(q.name))
+        return out
+
+    def _on_QueueCallerJoin(self, ev: AmiEvent, now: float) -> list[Output]:
+        call = self._call(ev, now)
+        queue = str(ev["Queue"])
+        call.queue, call.joined_queue_at = queue, now
+        self.queue(queue).callers[str(ev["Channel"])] = (call.call_id, now)
+        position = int(ev.get("Position", 0) or 0)
+        return [
+            CallEvent(call.call_id, "queued", {"queue": queue, "position": position}),
+            QueueChanged(queue),
+        ]
+
+    def _on_QueueCallerLeave(self, ev: AmiEvent, now: float) -> list[Output]:
+        queue = str(ev["Queue"])
+        self.queue(queue).callers.pop(str(ev["Channel"]), None)
+        return [QueueChanged(queue)]
+
+    def _on_QueueCallerAbandon(self, ev: AmiEvent, now: float) -> list[Output]:
+        queue = str(ev["Queue"])
+        q = self.queue(queue)
+        q.roll_day(date.fromtimestamp(now))
+        q.abandoned += 1
+        q.callers.pop(str(ev["Channel"]), None)
+        return [
+            CallEvent(
+                str(ev["Linkedid"]),
+                "abandoned",
+                {"queue": queue, "hold_s": int(ev.get("HoldTime", 0) or 0)},
+            ),
+            QueueChanged(queue),
+        ]
+
+    def _member_agent(self, ev: AmiEvent) -> Agent:
+        interface = str(ev.get("Interface") or ev.get("DestChannel", "").rsplit("-", 1)[0])
+        number = agent_of(str(ev.get("MemberName", "")), interface)
+        if not number:
+            raise ValueError("event names no agent")
+        return self.agent(number)
+
+    def _set_state(self, agent: Agent, state: str, now: float, call_id: str | None) -> bool:
+        if agent.state == state and agent.call_id == call_id:
+            return False
+        agent.state, agent.since, agent.call_id = state, now, call_id
+        return True
+
+    def _on_AgentCalled(self, ev: AmiEvent, now: float) -> list[Output]:
+        call = self._call(ev, now)
+        agent = self._member_agent(ev)
+        queue = str(ev["Queue"])
+        agent.queues.add(queue)
+        self.queue(queue).members.add(agent.number)
+        wait = now - call.joined_queue_at if call.joined_queue_at else 0.0
+        out: list[Output] = [
+            ScreenPop(agent.number, call, queue, round(wait, 1)),
+            CallEvent(call.call_id, "ringing", {"agent": agent.number, "queue": queue}),
+        ]
+        if self._set_state(agent, "ringing", now, call.call_id):
+            out.append(AgentChanged(agent))
+        out.append(QueueChanged(queue))
+        return out
+
+    def _on_AgentRingNoAnswer(self, ev: AmiEvent, now: float) -> list[Output]:
+        agent = self._member_agent(ev)
+        if agent.state == "ringing" and self._set_state(agent, "available", now, None):
+            return [AgentChanged(agent), QueueChanged(str(ev["Queue"]))]
+        return []
+
+    def _on_AgentConnect(self, ev: AmiEvent, now: float) -> list[Output]:
+        call = self._call(ev, now)
+        agent = self._member_agent(ev)
+        queue = str(ev["Queue"])
+        q = self.queue(queue)
+        q.roll_day(date.fromtimestamp(now))
+        q.answered += 1
+        if int(ev.get("HoldTime", 0) or 0) <= q.service_level_s:
+            q.answered_in_sl += 1
+        q.callers.pop(str(ev["Channel"]), None)
+        call.answered_by = agent.number
+        out: list[Output] = [
+            CallEvent(call.call_id, "answered", {"agent": agent.number, "queue": queue})
+        ]
+        if self._set_state(agent, "busy", now, call.call_id):
+            out.append(AgentChanged(agent))
+        out.append(QueueChanged(queue))
+        return out
+
+    def _on_AgentComplete(self, ev: AmiEvent, now: float) -> list[Output]:
+        agent = self._member_agent(ev)
+        queue = str(ev["Queue"])
+        talk = float(ev.get("TalkTime", 0) or 0)
+        self.queue(queue).handle_times.append(talk)
+        out: list[Output] = []
+        if self._set_state(agent, "available", now, None):
+            out.append(AgentChanged(agent))
+        return [*out, QueueChanged(queue)]
+
+    def _on_QueueMemberStatus(self, ev: AmiEvent, now: float) -> list[Output]:
+        agent = self._member_agent(ev)
+        queue = str(ev["Queue"])
+        agent.queues.add(queue)
+        self.queue(queue).members.add(agent.number)
+        agent.paused = ev.get("Paused") == "1"
+        state = DEVICE_STATE.get(str(ev.get("Status")), "unknown")
+        call_id = agent.call_id if state in ("busy", "ringing", "on_hold") else None
+        out: list[Output] = []
+        if self._set_state(agent, state, now, call_id):
+            out.append(AgentChanged(agent))
+        return [*out, QueueChanged(queue)]
+
+    _on_QueueMemberAdded = _on_QueueMemberStatus
+
+    def _on_QueueMemberPause(self, ev: AmiEvent, now: float) -> list[Output]:
+        agent = self._member_agent(ev)
+        agent.paused = ev.get("Paused") == "1"
+        agent.since = now
+        return [AgentChanged(agent), QueueChanged(str(ev["Queue"]))]
+
+    def _on_QueueMemberRemoved(self, ev: AmiEvent, now: float) -> list[Output]:
+        agent = self._member_agent(ev)
+        queue = str(ev["Queue"])
+        agent.queues.discard(queue)
+        self.queue(queue).members.discard(agent.number)
+        out: list[Output] = [QueueChanged(queue)]
+        if not agent.queues and self._set_state(agent, "offline", now, None):
+            out.append(AgentChanged(agent))
+        return out
+
+    def _on_BlindTransfer(self, ev: AmiEvent, now: float) -> list[Output]:
+        call_id = str(ev.get("TransfereeLinkedid") or ev.get("TransfererLinkedid", ""))
+        if not call_id:
+            return []
+        return [CallEvent(call_id, "transferred", {"to": ev.get("Extension", ""), "kind": "blind"})]
+
+    def _on_AttendedTransfer(self, ev: AmiEvent, now: float) -> list[Output]:
+        call_id = str(ev.get("OrigTransfererLinkedid", ""))
+        if not call_id:
+            return []
+        return [CallEvent(call_id, "transferred", {"kind": "attended"})]
+
+    # -- rebuilding after (re)connect --------------------------------------------------
+    def rebuild(
+        self, queue_status: list[AmiEvent], channels: list[AmiEvent], now: float | None = None
+    ) -> None:
+        """Replace live state with what Asterisk reports now (counters for today are kept)."""
+        now = time.time() if now is None else now
+        self.calls.clear()
+        self.channel_call.clear()
+        for q in self.queues.values():
+            q.callers.clear()
+            q.members.clear()
+        for a in self.agents.values():
+            a.queues.clear()
+        for ch in channels:
+            if ch.get("Event") != "CoreShowChannel" or "Linkedid" not in ch:
+                continue
+            call = self._call(ch, now)
+            call.channels.add(str(ch["Channel"]))
+            self.channel_call[str(ch["Channel"])] = call.call_id
+        for ev in queue_status:
+            kind = ev.get("Event")
+            if kind == "QueueParams":
+                q = self.queue(str(ev["Queue"]))
+                q.service_level_s = int(ev.get("ServiceLevel", q.service_level_s) or 30)
+            elif kind == "QueueMember":
+                number = agent_of(str(ev.get("Name", "")), str(ev.get("Location", "")))
+                agent = self.agent(number)
+                agent.queues.add(str(ev["Queue"]))
+                self.queue(str(ev["Queue"])).members.add(number)
+                agent.paused = ev.get("Paused") == "1"
+                state = DEVICE_STATE.get(str(ev.get("Status")), "unknown")
+                if state != agent.state:
+                    agent.state, agent.since = state, now
+                if state not in ("busy", "ringing", "on_hold"):
+                    agent.call_id = None
+            elif kind == "QueueEntry":
+                channel = str(ev["Channel"])
+                call_id = self.channel_call.get(channel, str(ev.get("Uniqueid", channel)))
+                joined = now - float(ev.get("Wait", 0) or 0)
+                self.queue(str(ev["Queue"])).callers[channel] = (call_id, joined)
+                if call_id in self.calls:
+                    self.calls[call_id].queue = str(ev["Queue"])
+                    self.calls[call_id].joined_queue_at = joined
+        for a in self.agents.values():
+            if not a.queues and a.state != "offline":
+                a.state, a.since, a.call_id = "offline", now, None
