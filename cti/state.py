@@ -11,7 +11,7 @@ import logging
 import math
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
@@ -105,7 +105,11 @@ class ScreenPop:
 
 @dataclass(frozen=True)
 class AgentChanged:
-    agent: Agent
+    agent: Agent  # a snapshot: the live Agent goes on changing
+
+    @staticmethod
+    def of(agent: Agent) -> AgentChanged:
+        return AgentChanged(replace(agent, queues=set(agent.queues)))
 
 
 @dataclass(frozen=True)
@@ -299,14 +303,14 @@ class CallCenter:
             CallEvent(call.call_id, "ringing", {"agent": agent.number, "queue": queue}),
         ]
         if self._set_state(agent, "ringing", now, call.call_id):
-            out.append(AgentChanged(agent))
+            out.append(AgentChanged.of(agent))
         out.append(QueueChanged(queue))
         return out
 
     def _on_AgentRingNoAnswer(self, ev: AmiEvent, now: float) -> list[Output]:
         agent = self._member_agent(ev)
         if agent.state == "ringing" and self._set_state(agent, "available", now, None):
-            return [AgentChanged(agent), QueueChanged(str(ev["Queue"]))]
+            return [AgentChanged.of(agent), QueueChanged(str(ev["Queue"]))]
         return []
 
     def _on_AgentConnect(self, ev: AmiEvent, now: float) -> list[Output]:
@@ -324,7 +328,7 @@ class CallCenter:
             CallEvent(call.call_id, "answered", {"agent": agent.number, "queue": queue})
         ]
         if self._set_state(agent, "busy", now, call.call_id):
-            out.append(AgentChanged(agent))
+            out.append(AgentChanged.of(agent))
         out.append(QueueChanged(queue))
         return out
 
@@ -335,7 +339,7 @@ class CallCenter:
         self.queue(queue).handle_times.append(talk)
         out: list[Output] = []
         if self._set_state(agent, "available", now, None):
-            out.append(AgentChanged(agent))
+            out.append(AgentChanged.of(agent))
         return [*out, QueueChanged(queue)]
 
     def _on_QueueMemberStatus(self, ev: AmiEvent, now: float) -> list[Output]:
@@ -348,7 +352,7 @@ class CallCenter:
         call_id = agent.call_id if state in ("busy", "ringing", "on_hold") else None
         out: list[Output] = []
         if self._set_state(agent, state, now, call_id):
-            out.append(AgentChanged(agent))
+            out.append(AgentChanged.of(agent))
         return [*out, QueueChanged(queue)]
 
     _on_QueueMemberAdded = _on_QueueMemberStatus
@@ -357,7 +361,7 @@ class CallCenter:
         agent = self._member_agent(ev)
         agent.paused = ev.get("Paused") == "1"
         agent.since = now
-        return [AgentChanged(agent), QueueChanged(str(ev["Queue"]))]
+        return [AgentChanged.of(agent), QueueChanged(str(ev["Queue"]))]
 
     def _on_QueueMemberRemoved(self, ev: AmiEvent, now: float) -> list[Output]:
         agent = self._member_agent(ev)
@@ -366,7 +370,7 @@ class CallCenter:
         self.queue(queue).members.discard(agent.number)
         out: list[Output] = [QueueChanged(queue)]
         if not agent.queues and self._set_state(agent, "offline", now, None):
-            out.append(AgentChanged(agent))
+            out.append(AgentChanged.of(agent))
         return out
 
     def _on_BlindTransfer(self, ev: AmiEvent, now: float) -> list[Output]:

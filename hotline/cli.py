@@ -243,6 +243,23 @@ def cmd_calls_list(cfg: Config, args: argparse.Namespace) -> int:
     return _with_db(go, cfg)
 
 
+def cmd_mqtt_users(cfg: Config, args: argparse.Namespace) -> int:
+    from cti.broker import BrokerConfigError, write_broker_files
+
+    agents = args.agent or ["1001", "1002", "1003"]
+    try:
+        users = write_broker_files(Path(args.out), agents, args.port, cfg.mqtt.prefix)
+    except BrokerConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    out = Path(args.out)
+    print(f"wrote {out / 'mosquitto.conf'}, {out / 'passwd'}, {out / 'acl'}")
+    print(f"passwords for {', '.join(users)} are in {out / 'credentials.json'} (mode 600)")
+    print(f"start the broker: mosquitto -c {out / 'mosquitto.conf'}")
+    print('and give Hotline: [mqtt] username = "hotline-server", password_file = ...')
+    return 0
+
+
 # -- parser -------------------------------------------------------------------------------
 
 
@@ -282,6 +299,12 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("file")
     s = add("list", cmd_customers_list, "list customers", cust)
     s.add_argument("--json", action="store_true")
+
+    mqtt = sub.add_parser("mqtt", help="MQTT broker set-up").add_subparsers(dest="m", required=True)
+    s = add("users", cmd_mqtt_users, "write broker users, passwords and ACL for the agents", mqtt)
+    s.add_argument("--out", default=".run/mosquitto", help="folder for the broker files")
+    s.add_argument("--agent", action="append", help="agent number (repeat; default 1001-1003)")
+    s.add_argument("--port", type=int, default=1883)
 
     calls = sub.add_parser("calls", help="interaction records").add_subparsers(
         dest="k", required=True

@@ -162,6 +162,63 @@ _EXPECT_BYE = """\
 """
 
 
+_AGENT_PHONE = """\
+<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="agent phone: rings, answers after a delay, talks, waits for BYE">
+  <recv request="INVITE" crlf="true"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 180 Ringing
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+      Content-Length: 0
+    ]]>
+  </send>
+  <pause milliseconds="{delay}"/>
+  <send retrans="500">
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 0
+      a=rtpmap:0 PCMU/8000
+    ]]>
+  </send>
+  <recv request="ACK" crlf="true"/>
+{talk}
+  <recv request="BYE"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+      Content-Length: 0
+    ]]>
+  </send>
+</scenario>
+"""
+
+
 def caller_scenario(
     steps: list[Step],
     number: str = "5551234",
@@ -269,8 +326,11 @@ def _read_error_logs(folder: Path) -> str:
 class Agent:
     """A sipp UAS playing agent 100N's phone on 127.0.0.1:507N (answers, waits for BYE)."""
 
-    def __init__(self, number: str, calls: int = 1, answer_delay_ms: int = 0) -> None:
+    def __init__(
+        self, number: str, calls: int = 1, answer_delay_ms: int = 0, talk_wav: Path | None = None
+    ) -> None:
         self.number = number
+        self.talk_wav = talk_wav
         self.port = 5070 + int(number[-1])
         self.calls = calls
         self.answer_delay_ms = answer_delay_ms
@@ -278,10 +338,18 @@ class Agent:
         self._dir = tempfile.TemporaryDirectory(prefix=f"hotline-agent{number}-")
 
     async def start(self) -> None:
+        if self.answer_delay_ms or self.talk_wav:
+            talk = ""
+            if self.talk_wav is not None:
+                talk = f'  <nop><action><exec rtp_stream="{self.talk_wav},-1,0"/></action></nop>'
+            scen = Path(self._dir.name) / "agent.xml"
+            scen.write_text(_AGENT_PHONE.format(delay=int(self.answer_delay_ms), talk=talk))
+            scenario = ["-sf", str(scen)]
+        else:
+            scenario = ["-sn", "uas"]
         argv = [
             "sipp",
-            "-sn",
-            "uas",
+            *scenario,
             "-i",
             "127.0.0.1",
             "-p",

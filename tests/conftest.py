@@ -135,7 +135,12 @@ async def live_server(
         flows=load_flows(REPO / "dialplans"),
     )
     server = FastAgiServer(CallRouter(services), "127.0.0.1", 4573)
-    await server.start()
+    try:
+        await server.start()
+    except OSError as e:
+        pytest.fail(
+            f"cannot listen on 127.0.0.1:4573 ({e}): is `hotline serve` running? (make demo-stop)"
+        )
     try:
         yield services
     finally:
@@ -153,3 +158,94 @@ async def wait_for(predicate, timeout: float = 10.0, interval: float = 0.1):  # 
         if asyncio.get_running_loop().time() > deadline:
             return value
         await asyncio.sleep(interval)
+
+
+# -- MQTT ------------------------------------------------------------------------------------
+
+
+class Inbox:
+    """Everything an MQTT subscriber received: (topic, payload, monotonic time)."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, dict, float]] = []
+
+    def on(self, topic_suffix: str, **match: object) -> list[tuple[dict, float]]:
+        return [
+            (p, t)
+            for top, p, t in self.messages
+            if top.endswith(topic_suffix) and all(p.get(k) == v for k, v in match.items())
+        ]
+
+    async def wait(self, topic_suffix: str, timeout: float = 15.0, **match: object):  # type: ignore[no-untyped-def]
+        async def found():  # type: ignore[no-untyped-def]
+            got = self.on(topic_suffix, **match)
+            return got[0] if got else None
+
+        return await wait_for(found, timeout=timeout, interval=0.05)
+
+
+async def subscribe(
+    host: str, port: int, topic: str, inbox: Inbox, ready: asyncio.Event, **auth: str
+) -> None:
+    import json
+    import time
+
+    import aiomqtt
+
+    async with aiomqtt.Client(host, port, **auth) as client:  # type: ignore[arg-type]
+        await client.subscribe(topic, qos=1)
+        ready.set()
+        async for message in client.messages:
+            payload = json.loads(message.payload)  # type: ignore[arg-type]
+            inbox.messages.append((message.topic.value, payload, time.monotonic()))
+
+
+@pytest.fixture(scope="session")
+async def cti_live(live_server: Services) -> AsyncIterator[tuple[object, Inbox, str]]:
+    """The CTI on the real AMI, publishing to the real Mosquitto under a private prefix."""
+    from cti.ami import AmiClient
+    from cti.mqtt import MqttPublisher
+    from cti.service import CtiService
+
+    prefix = f"hotline-test-{uuid.uuid4().hex[:8]}"
+    holder: list[CtiService] = []
+    publisher = MqttPublisher(
+        "127.0.0.1",
+        1883,
+        prefix=prefix,
+        client_id=f"{prefix}-server",
+        is_live=lambda c: holder[0].state.call_live(c),
+    )
+    cti = CtiService(publisher, live_server.directory, live_server.interactions)
+    holder.append(cti)
+    secret = (REPO / ".run" / "ami_secret").read_text().strip()
+    ami = AmiClient(
+        "127.0.0.1",
+        5038,
+        "hotline",
+        secret,
+        on_event=cti.on_event,
+        on_login=cti.on_login,
+        backoff_min=0.2,
+        backoff_max=1.0,
+    )
+    cti.attach(ami)
+    inbox = Inbox()
+    ready = asyncio.Event()
+    sub = asyncio.create_task(subscribe("127.0.0.1", 1883, f"{prefix}/#", inbox, ready))
+    await asyncio.wait_for(ready.wait(), 10)
+    publisher.start()
+    cti.start()
+    await ami.start()
+    await wait_for(lambda: _true(ami.logged_in and cti.state.agents), timeout=10)
+    try:
+        yield cti, inbox, prefix
+    finally:
+        ami.close()
+        await cti.stop()
+        await publisher.stop()
+        sub.cancel()
+
+
+async def _true(value: object) -> object:
+    return value

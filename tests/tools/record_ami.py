@@ -34,7 +34,9 @@ async def main(out: Path) -> None:
     # 1: a caller presses 1 (billing) then 0; agent 1001 answers; caller hangs up.
     agent = Agent("1001")
     await agent.start()
-    await run_caller([Pause(1500), Keys("1"), Pause(2500), Keys("0"), Pause(5000)], number="5550201")
+    await run_caller(
+        [Pause(1500), Keys("1"), Pause(2500), Keys("0"), Pause(5000)], number="5550201"
+    )
     await agent.wait(10)
     await agent.stop()
     # 2: a caller queues for support with nobody answering and hangs up (abandoned).

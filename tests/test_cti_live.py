@@ -1,0 +1,115 @@
+"""Screen pops, queue stats and agent states through real Asterisk and real Mosquitto."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+
+import pytest
+
+from hotline.sipp import Agent, Keys, Pause, run_caller
+from tests.conftest import REPO, wait_for
+
+pytestmark = pytest.mark.asterisk
+
+
+def states(inbox, agent: str) -> list[str]:
+    seq = [p["state"] for p, _ in inbox.on(f"/agents/{agent}/state")]
+    return [s for i, s in enumerate(seq) if i == 0 or seq[i - 1] != s]
+
+
+async def test_screen_pop_reaches_agent_while_phone_rings(cti_live):
+    cti, inbox, prefix = cti_live
+    caller = "5550401"
+    agent = Agent("1001", answer_delay_ms=2500)
+    await agent.start()
+    try:
+        result = await run_caller(
+            [Pause(1500), Keys("1"), Pause(2500), Keys("0"), Pause(7000)], number=caller
+        )
+        assert result.ok, result.stderr
+        assert await agent.wait(10) == 0
+    finally:
+        await agent.stop()
+    pop, t_pop = await inbox.wait("/agents/1001/screenpop", caller_number=caller)
+    call_id = pop["call_id"]
+    _, t_answer = await inbox.wait(f"/calls/{call_id}/events", event="answered")
+    # The phone rang for 2.5 s: the pop was on the agent's topic well before the answer.
+    assert t_answer - t_pop > 1.5, (t_pop, t_answer)
+    assert pop["schema_version"] == 1 and pop["queue"] == "billing" and pop["agent"] == "1001"
+    assert pop["ivr"]["path"] == ["identify", "greet_caller", "main_menu", "billing_menu"]
+    assert pop["ivr"]["intent"] == "billing" and pop["ivr"]["outcome"] == "queued"
+    assert pop["customer"] is None and pop["callback"] is False
+    # Call lifecycle, in order.
+    await inbox.wait(f"/calls/{call_id}/events", event="ended")
+    kinds = [p["event"] for p, _ in inbox.on(f"/calls/{call_id}/events")]
+    assert kinds == ["ivr_started", "queued", "ringing", "answered", "ended"]
+    # Agent 1001: ringing -> busy -> available.
+    await inbox.wait("/agents/1001/state", state="available", call_id=None)
+    seq = states(inbox, "1001")
+    i = seq.index("ringing")
+    assert seq[i : i + 3] == ["ringing", "busy", "available"]
+    # Queue stats went waiting 1 -> 0, and the answer counted.
+    waiting = [p["waiting"] for p, _ in inbox.on("/queues/billing/stats")]
+    assert 1 in waiting and waiting[-1] == 0
+    assert inbox.on("/queues/billing/stats")[-1][0]["answered_today"] >= 1
+
+
+async def test_known_caller_pop_carries_the_customer(cti_live):
+    cti, inbox, prefix = cti_live
+    caller = "5550003"  # Kim Minji: Korean, 58.20 due
+    agent = Agent("1001", answer_delay_ms=500)
+    await agent.start()
+    try:
+        # pay offer: 2 = something else; main menu (now in Korean): 0 = agent
+        result = await run_caller(
+            [Pause(9000), Keys("2"), Pause(1500), Keys("0"), Pause(5000)], number=caller
+        )
+        assert result.ok, result.stderr
+    finally:
+        await agent.stop()
+    pop, _ = await inbox.wait("/screenpop", caller_number=caller, timeout=20)
+    assert pop["customer"]["name"] == "Kim Minji" and pop["customer"]["balance"] == 58.2
+    assert pop["ivr"]["language"] == "ko"
+    assert pop["ivr"]["path"][:4] == ["identify", "greet_customer", "bill_due", "pay_offer"]
+
+
+async def test_abandoned_call_shows_in_stats_and_events(cti_live):
+    cti, inbox, prefix = cti_live
+    before = [p["abandoned_today"] for p, _ in inbox.on("/queues/support/stats")]
+    result = await run_caller([Pause(1500), Keys("0"), Pause(3500)], number="5550402")
+    assert result.ok, result.stderr
+    event, _ = await inbox.wait("/events", event="abandoned", queue="support")
+    assert event["hold_s"] >= 1
+
+    async def counted():
+        s = inbox.on("/queues/support/stats")
+        return s and s[-1][0]["abandoned_today"] > (before[-1] if before else 0)
+
+    assert await wait_for(counted, timeout=10)
+
+
+async def test_asterisk_restart_reconnects_and_rebuilds(cti_live):
+    cti, inbox, prefix = cti_live
+    logins = cti.ami.logins
+    sandbox = str(REPO / "scripts" / "sandbox.sh")
+    await asyncio.to_thread(subprocess.run, [sandbox, "down"], check=True, capture_output=True)
+    assert await wait_for(lambda: _value(not cti.ami.logged_in), timeout=5)
+    await asyncio.to_thread(subprocess.run, [sandbox, "up"], check=True, capture_output=True)
+    assert await wait_for(lambda: _value(cti.ami.logins > logins), timeout=20)
+    await cti.drained()
+    assert {"1001", "1002", "1003"} <= set(cti.state.agents)
+    # And calls are tracked again: a pop for the next call arrives.
+    agent = Agent("1002", answer_delay_ms=300)
+    await agent.start()
+    try:
+        result = await run_caller([Pause(1500), Keys("0"), Pause(4000)], number="5550403")
+        assert result.ok, result.stderr
+    finally:
+        await agent.stop()
+    pop, _ = await inbox.wait("/agents/1002/screenpop", caller_number="5550403")
+    assert pop["queue"] == "support"
+
+
+async def _value(v):
+    return v
