@@ -19,7 +19,7 @@ def states(inbox, agent: str) -> list[str]:
 
 
 async def test_screen_pop_reaches_agent_while_phone_rings(cti_live):
-    cti, inbox, prefix = cti_live
+    _cti, inbox, _prefix = cti_live
     caller = "5550401"
     agent = Agent("1001", answer_delay_ms=2500)
     await agent.start()
@@ -56,7 +56,7 @@ async def test_screen_pop_reaches_agent_while_phone_rings(cti_live):
 
 
 async def test_known_caller_pop_carries_the_customer(cti_live):
-    cti, inbox, prefix = cti_live
+    _cti, inbox, _prefix = cti_live
     caller = "5550003"  # Kim Minji: Korean, 58.20 due
     agent = Agent("1001", answer_delay_ms=500)
     await agent.start()
@@ -75,7 +75,7 @@ async def test_known_caller_pop_carries_the_customer(cti_live):
 
 
 async def test_abandoned_call_shows_in_stats_and_events(cti_live):
-    cti, inbox, prefix = cti_live
+    _cti, inbox, _prefix = cti_live
     before = [p["abandoned_today"] for p, _ in inbox.on("/queues/support/stats")]
     result = await run_caller([Pause(1500), Keys("0"), Pause(3500)], number="5550402")
     assert result.ok, result.stderr
@@ -90,7 +90,7 @@ async def test_abandoned_call_shows_in_stats_and_events(cti_live):
 
 
 async def test_asterisk_restart_reconnects_and_rebuilds(cti_live):
-    cti, inbox, prefix = cti_live
+    cti, inbox, _prefix = cti_live
     logins = cti.ami.logins
     sandbox = str(REPO / "scripts" / "sandbox.sh")
     await asyncio.to_thread(subprocess.run, [sandbox, "down"], check=True, capture_output=True)
