@@ -176,6 +176,9 @@ class Inbox:
             if top.endswith(topic_suffix) and all(p.get(k) == v for k, v in match.items())
         ]
 
+    def messages_for(self, topic_suffix: str) -> list[tuple[dict, float]]:
+        return self.on(topic_suffix)
+
     async def wait(self, topic_suffix: str, timeout: float = 15.0, **match: object):  # type: ignore[no-untyped-def]
         async def found():  # type: ignore[no-untyped-def]
             got = self.on(topic_suffix, **match)

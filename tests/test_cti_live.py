@@ -113,3 +113,40 @@ async def test_asterisk_restart_reconnects_and_rebuilds(cti_live):
 
 async def _value(v):
     return v
+
+
+async def test_every_published_message_matches_its_schema(cti_live):
+    """The MQTT contract: every payload seen in this session validates against cti/schemas."""
+    import json
+
+    import jsonschema
+
+    cti, inbox, prefix = cti_live
+    if not inbox.on("/screenpop"):  # run alone: make one call so there is something to check
+        agent = Agent("1001", answer_delay_ms=300)
+        await agent.start()
+        try:
+            await run_caller(
+                [Pause(1500), Keys("1"), Pause(2500), Keys("0"), Pause(4000)], number="5550404"
+            )
+        finally:
+            await agent.stop()
+        await inbox.wait("/screenpop")
+    schemas = {}
+    for f in (REPO / "cti" / "schemas").glob("*.schema.json"):
+        schemas[f.name.removesuffix(".schema.json")] = json.loads(f.read_text())
+    seen = set()
+    for topic, payload, _ in inbox.messages:
+        kind = payload["type"]
+        jsonschema.validate(
+            payload, schemas[kind], format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+        )
+        expected = {
+            "screenpop": "/screenpop",
+            "agent_state": "/state",
+            "queue_stats": "/stats",
+            "call_event": "/events",
+        }[kind]
+        assert topic.startswith(prefix + "/") and topic.endswith(expected)
+        seen.add(kind)
+    assert seen == {"screenpop", "agent_state", "queue_stats", "call_event"}
