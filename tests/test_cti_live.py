@@ -121,7 +121,7 @@ async def test_every_published_message_matches_its_schema(cti_live):
 
     import jsonschema
 
-    cti, inbox, prefix = cti_live
+    _cti, inbox, prefix = cti_live
     if not inbox.on("/screenpop"):  # run alone: make one call so there is something to check
         agent = Agent("1001", answer_delay_ms=300)
         await agent.start()

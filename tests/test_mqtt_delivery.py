@@ -122,7 +122,7 @@ async def test_agent_reads_only_own_pops_and_cannot_publish(secured):
 
 
 async def test_wrong_password_is_refused(secured):
-    broker, users = secured
+    broker, _users = secured
     with pytest.raises(aiomqtt.MqttError):
         async with aiomqtt.Client("127.0.0.1", broker.port, username="1001", password="wrong"):
             pass
@@ -148,7 +148,7 @@ async def test_pops_wait_for_a_restarted_broker_and_stale_ones_are_dropped(plain
         live.discard("call-2")  # this caller hung up while the broker was away
         plain.start()
         inbox, task = await listen(plain.port, "hotline/#")
-        pop, _ = await inbox.wait("/screenpop", call_id="call-1", timeout=10)
+        _pop, _ = await inbox.wait("/screenpop", call_id="call-1", timeout=10)
         # Retained stats were republished for desktops connecting to the new broker.
         stats, _ = await inbox.wait("/queues/billing/stats", timeout=5)
         assert stats["waiting"] == 2 and stats["schema_version"] == 1
