@@ -35,18 +35,18 @@ AmiEvent = dict[str, Any]
 def split_messages(buffer: bytes) -> tuple[list[bytes], bytes]:
     """Cut complete AMI messages off the front of ``buffer``.
 
-    Returns (messages, rest).  Tolerates bare ``\\n\\n`` terminators, which
-    some Asterisk versions send after banners.
+    Returns (messages, rest); blank blocks are skipped.
     """
     messages: list[bytes] = []
-    while True:
-        end = buffer.find(EOM)
-        if end < 0:
-            return messages, buffer
-        raw = buffer[:end]
-        buffer = buffer[end + len(EOM) :]
+    start = 0
+    while (end := buffer.find(EOM, start)) >= 0:
+        # Walk an index instead of re-slicing the rest: one read can carry
+        # thousands of events, and copying the tail each time is quadratic.
+        raw = buffer[start:end]
         if raw.strip():
             messages.append(raw)
+        start = end + len(EOM)
+    return messages, buffer[start:]
 
 
 def parse_message(raw: bytes) -> AmiEvent | None:

@@ -39,6 +39,7 @@ class CtiService:
         self._events: asyncio.Queue[AmiEvent | None] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
         self.pops_sent = 0
+        self._pops: set[asyncio.Task[None]] = set()
 
     # -- wiring -------------------------------------------------------------------------
     def attach(self, ami: AmiClient) -> None:
@@ -72,6 +73,8 @@ class CtiService:
     async def drained(self) -> None:
         """Wait until every event received so far has been handled (for tests, benches)."""
         await self._events.join()
+        while self._pops:
+            await asyncio.gather(*self._pops)
 
     async def _work(self) -> None:
         while True:
@@ -105,13 +108,11 @@ class CtiService:
     async def _emit(self, out: Output) -> None:
         match out:
             case ScreenPop():
-                payload = await self.screen_pop(out)
-                self.publisher.publish(
-                    self.publisher.topic("agents", topic_segment(out.agent), "screenpop"),
-                    payload,
-                    call_id=out.call.call_id,
-                )
-                self.pops_sent += 1
+                # The look-ups run beside the event stream, not in it: a slow
+                # database must not hold up every other call's events.
+                task = asyncio.get_running_loop().create_task(self._pop(out))
+                self._pops.add(task)
+                task.add_done_callback(self._pops.discard)
             case AgentChanged():
                 self._emit_agent(out.agent.number)
             case QueueChanged():
@@ -127,6 +128,20 @@ class CtiService:
                         **out.detail,
                     },
                 )
+
+    async def _pop(self, pop: ScreenPop) -> None:
+        try:
+            payload = await self.screen_pop(pop)
+        except Exception:
+            # The agent still learns who is calling, even without the extras.
+            log.exception("screen pop look-up failed; sending the pop without profile")
+            payload = await self.screen_pop(pop, lookups=False)
+        self.publisher.publish(
+            self.publisher.topic("agents", topic_segment(pop.agent), "screenpop"),
+            payload,
+            call_id=pop.call.call_id,
+        )
+        self.pops_sent += 1
 
     def _emit_agent(self, number: str) -> None:
         a = self.state.agents[number]
@@ -150,23 +165,28 @@ class CtiService:
             retain=True,
         )
 
-    async def screen_pop(self, pop: ScreenPop) -> dict[str, Any]:
-        """Who is calling and everything they did in the IVR."""
+    async def screen_pop(self, pop: ScreenPop, lookups: bool = True) -> dict[str, Any]:
+        """Who is calling and everything they did in the IVR.
+
+        ``lookups=False`` builds the pop from the AMI event alone (the database
+        failed): the agent still sees the caller and the queue.
+        """
         call = pop.call
         interaction = None
-        interaction_id = call.variables.get("HOTLINE_INTERACTION")
-        if interaction_id:
-            interaction = await self.interactions.get(interaction_id)
-        if interaction is None:
-            interaction = await self.interactions.get(call.call_id)
         customer = None
-        customer_id = call.variables.get("HOTLINE_CUSTOMER") or (
-            str(interaction.customer_id) if interaction and interaction.customer_id else ""
-        )
-        if customer_id.isdigit():
-            customer = await self.directory.get(int(customer_id))
-        if customer is None and call.caller_number:
-            customer = await self.directory.by_phone(call.caller_number)
+        if lookups:
+            interaction_id = call.variables.get("HOTLINE_INTERACTION")
+            if interaction_id:
+                interaction = await self.interactions.get(interaction_id)
+            if interaction is None:
+                interaction = await self.interactions.get(call.call_id)
+            customer_id = call.variables.get("HOTLINE_CUSTOMER") or (
+                str(interaction.customer_id) if interaction and interaction.customer_id else ""
+            )
+            if customer_id.isdigit():
+                customer = await self.directory.get(int(customer_id))
+            if customer is None and call.caller_number:
+                customer = await self.directory.by_phone(call.caller_number)
         customer_json = None
         if customer is not None:
             recent = [

@@ -32,7 +32,9 @@ def build_prompts(cfg: Config) -> PromptCache:
     )
 
 
-def build_cti(cfg: Config, db: Database) -> tuple[CtiService, MqttPublisher]:
+def build_cti(
+    cfg: Config, directory: CustomerDirectory, interactions: InteractionStore
+) -> tuple[CtiService, MqttPublisher]:
     holder: list[CtiService] = []
     publisher = MqttPublisher(
         cfg.mqtt.host,
@@ -44,9 +46,7 @@ def build_cti(cfg: Config, db: Database) -> tuple[CtiService, MqttPublisher]:
         buffer_size=cfg.mqtt.buffer_size,
         is_live=lambda call_id: holder[0].state.call_live(call_id),
     )
-    cti = CtiService(
-        publisher, CustomerDirectory(db), InteractionStore(db), tuple(cfg.cti.ivr_contexts)
-    )
+    cti = CtiService(publisher, directory, interactions, tuple(cfg.cti.ivr_contexts))
     holder.append(cti)
     return cti, publisher
 
@@ -54,6 +54,9 @@ def build_cti(cfg: Config, db: Database) -> tuple[CtiService, MqttPublisher]:
 async def serve(cfg: Config, role: str = "all", ready: asyncio.Event | None = None) -> None:
     db = Database(cfg.database_url(), cfg.database.echo)
     await db.migrate()
+    # One store for both sides: the CTI reads the IVR's hand-offs from memory.
+    directory = CustomerDirectory(db)
+    interactions = InteractionStore(db)
     agi: FastAgiServer | None = None
     ami: AmiClient | None = None
     cti: CtiService | None = None
@@ -68,8 +71,8 @@ async def serve(cfg: Config, role: str = "all", ready: asyncio.Event | None = No
             flows = load_flows(cfg.path(cfg.paths.dialplans))
             services = Services(
                 prompts=build_prompts(cfg),
-                directory=CustomerDirectory(db),
-                interactions=InteractionStore(db),
+                directory=directory,
+                interactions=interactions,
                 flows=flows,
                 fallback_queue=cfg.ivr.fallback_queue,
             )
@@ -88,7 +91,7 @@ async def serve(cfg: Config, role: str = "all", ready: asyncio.Event | None = No
             if secret is None:
                 log.warning("AMI disabled: no secret configured (ami.secret or ami.secret_file)")
             else:
-                cti, publisher = build_cti(cfg, db)
+                cti, publisher = build_cti(cfg, directory, interactions)
                 publisher.start()
                 cti.start()
                 ami = AmiClient(

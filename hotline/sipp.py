@@ -219,6 +219,39 @@ _AGENT_PHONE = """\
 """
 
 
+_AGENT_BUSY = """\
+<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="agent phone: rings, then declines (486 Busy Here)">
+  <recv request="INVITE" crlf="true"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 180 Ringing
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+      Content-Length: 0
+    ]]>
+  </send>
+  <pause milliseconds="{delay}"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 486 Busy Here
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+    ]]>
+  </send>
+  <recv request="ACK"/>
+</scenario>
+"""
+
+
 def caller_scenario(
     steps: list[Step],
     number: str = "5551234",
@@ -275,7 +308,13 @@ async def run_caller(
     timeout: float = 120.0,
     local_port: int = 0,
     asterisk: str = "127.0.0.1:5060",
+    calls: int = 1,
+    rate: int = 10,
 ) -> SippResult:
+    """Place ``calls`` calls (``rate`` per second, all at once at most) and wait for them.
+
+    ``number`` may hold sipp's ``[call_number]`` to give each call its own caller ID.
+    """
     xml = caller_scenario(steps, number=number, name=name, hangup=hangup)
     with tempfile.TemporaryDirectory(prefix="hotline-sipp-") as tmp:
         scen = Path(tmp) / "caller.xml"
@@ -288,7 +327,11 @@ async def run_caller(
             "-s",
             service,
             "-m",
-            "1",
+            str(calls),
+            "-l",
+            str(calls),
+            "-r",
+            str(rate),
             "-i",
             "127.0.0.1",
             "-timeout",
@@ -327,8 +370,14 @@ class Agent:
     """A sipp UAS playing agent 100N's phone on 127.0.0.1:507N (answers, waits for BYE)."""
 
     def __init__(
-        self, number: str, calls: int = 1, answer_delay_ms: int = 0, talk_wav: Path | None = None
+        self,
+        number: str,
+        calls: int = 1,
+        answer_delay_ms: int = 0,
+        talk_wav: Path | None = None,
+        decline_after_ms: int | None = None,
     ) -> None:
+        self.decline_after_ms = decline_after_ms
         self.number = number
         self.talk_wav = talk_wav
         self.port = 5070 + int(number[-1])
@@ -338,7 +387,11 @@ class Agent:
         self._dir = tempfile.TemporaryDirectory(prefix=f"hotline-agent{number}-")
 
     async def start(self) -> None:
-        if self.answer_delay_ms or self.talk_wav:
+        if self.decline_after_ms is not None:
+            scen = Path(self._dir.name) / "agent.xml"
+            scen.write_text(_AGENT_BUSY.format(delay=int(self.decline_after_ms)))
+            scenario = ["-sf", str(scen)]
+        elif self.answer_delay_ms or self.talk_wav:
             talk = ""
             if self.talk_wav is not None:
                 talk = f'  <nop><action><exec rtp_stream="{self.talk_wav},-1,0"/></action></nop>'
