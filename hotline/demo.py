@@ -8,11 +8,15 @@ site running: Asterisk in the sandbox and ``hotline serve`` in the background
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
+
+import aiomqtt
 
 from hotline.config import load_config
 from hotline.customers import CustomerDirectory
@@ -62,7 +66,16 @@ def start_server() -> None:
     sys.exit("hotline serve did not start listening on 127.0.0.1:4573")
 
 
-def story(it: Interaction, agent_answered: bool) -> str:
+async def watch_pops(pops: list[dict[str, Any]], ready: asyncio.Event) -> None:
+    """Agent 1001's desktop: subscribe to their screen-pop topic."""
+    async with aiomqtt.Client("127.0.0.1", 1883) as client:
+        await client.subscribe("hotline/agents/1001/screenpop", qos=1)
+        ready.set()
+        async for message in client.messages:
+            pops.append(json.loads(bytes(message.payload)))
+
+
+def story(it: Interaction, agent_answered: bool, pop: dict[str, Any] | None) -> str:
     lines = [
         "",
         "The call, as Hotline saw it",
@@ -83,7 +96,20 @@ def story(it: Interaction, agent_answered: bool) -> str:
     lines.append(
         f"agent 1001  {'answered (sipp UAS on 5071)' if agent_answered else 'did not answer'}"
     )
-    lines.append("screen pop  (arrives with the CTI issue: hotline/agents/1001/screenpop)")
+    if pop is None:
+        lines.append("screen pop  none arrived on hotline/agents/1001/screenpop")
+    else:
+        ivr = pop.get("ivr") or {}
+        customer = pop.get("customer") or {}
+        lines.append("screen pop  on hotline/agents/1001/screenpop, while the phone rang:")
+        lines.append(
+            f"            caller {pop['caller_number']} {customer.get('name', '')}, "
+            f"balance {customer.get('balance')}, bill due {customer.get('bill_due_date')}"
+        )
+        lines.append(
+            f"            IVR path {' > '.join(ivr.get('path', []))}, "
+            f"intent {ivr.get('intent')}, waited {pop['wait_seconds']} s"
+        )
     lines.append("recording   (stored with the recording issue; MixMonitor already runs)")
     return "\n".join(lines)
 
@@ -104,8 +130,12 @@ async def main() -> int:
     store = InteractionStore(db)
     before = {i.id for i in await store.recent(50, caller=CALLER)}
 
-    say("agent 1001 logs in (sipp UAS on 127.0.0.1:5071)")
-    agent = Agent("1001")
+    pops: list[dict[str, Any]] = []
+    ready = asyncio.Event()
+    watcher = asyncio.create_task(watch_pops(pops, ready))
+    await asyncio.wait_for(ready.wait(), 10)
+    say("agent 1001 logs in (sipp UAS on 127.0.0.1:5071; their desktop listens on MQTT)")
+    agent = Agent("1001", answer_delay_ms=1500)
     await agent.start()
     say(
         f"Alice ({CALLER}) dials 100: hears her greeting and the bill offer, presses 2 "
@@ -133,7 +163,10 @@ async def main() -> int:
     if it is None:
         say("no interaction record was written: see .run/hotline.log")
         return 1
-    print(story(it, answered))
+    await asyncio.sleep(0.5)
+    watcher.cancel()
+    pop = next((p for p in pops if p.get("call_id") == it.call_id), None)
+    print(story(it, answered, pop))
     print(
         f"\nMore: .venv/bin/hotline calls show {it.call_id}   |   make asterisk-cli   |   "
         "make demo-stop"
