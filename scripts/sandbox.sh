@@ -71,7 +71,7 @@ install_config() {
   # The host's name must resolve inside the root too (Asterisk looks it up).
   cp /etc/hosts "$ROOT/etc/hosts"
   # Music on hold: a soft two-tone loop made here, so no extra package is needed.
-  mkdir -p "$REPO/prompts/moh"
+  mkdir -p "$REPO/prompts/moh" "$REPO/recordings/spool"
   if [ ! -s "$REPO/prompts/moh/hold.wav" ] && command -v sox >/dev/null; then
     sox -n -r 8000 -c 1 -b 16 "$REPO/prompts/moh/hold.wav" synth 0.6 sine 440 synth 0.6 sine 554 \
       vol 0.15 repeat 4 2>/dev/null || true
