@@ -5,12 +5,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from cti.ami import AmiClient, AmiEvent
 from cti.mqtt import MqttPublisher, topic_segment
-from cti.state import AgentChanged, CallCenter, CallEvent, Output, QueueChanged, ScreenPop
+from cti.state import (
+    AgentChanged,
+    Call,
+    CallCenter,
+    CallEvent,
+    CallFinished,
+    Output,
+    QueueChanged,
+    ScreenPop,
+)
 from hotline.customers import CustomerDirectory
 from hotline.interactions import InteractionStore
 
@@ -39,6 +49,8 @@ class CtiService:
         self._events: asyncio.Queue[AmiEvent | None] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
         self.pops_sent = 0
+        # Called when a call is over (the recording store ingests its files).
+        self.on_call_finished: Callable[[Call], None] | None = None
         self._pops: set[asyncio.Task[None]] = set()
 
     # -- wiring -------------------------------------------------------------------------
@@ -117,6 +129,9 @@ class CtiService:
                 self._emit_agent(out.agent.number)
             case QueueChanged():
                 self._emit_queue(out.queue)
+            case CallFinished():
+                if self.on_call_finished is not None:
+                    self.on_call_finished(out.call)
             case CallEvent():
                 self.publisher.publish(
                     self.publisher.topic("calls", topic_segment(out.call_id), "events"),

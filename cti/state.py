@@ -124,7 +124,14 @@ class CallEvent:
     detail: dict[str, Any]
 
 
-Output = ScreenPop | AgentChanged | QueueChanged | CallEvent
+@dataclass(frozen=True)
+class CallFinished:
+    """The call is over (its last channel hung up): recordings can be stored."""
+
+    call: Call
+
+
+Output = ScreenPop | AgentChanged | QueueChanged | CallEvent | CallFinished
 
 
 class CallCenter:
@@ -241,7 +248,10 @@ class CallCenter:
         if call.channels:
             return []
         del self.calls[call_id]
-        out: list[Output] = [CallEvent(call_id, "ended", {"cause": ev.get("Cause-txt", "")})]
+        out: list[Output] = [
+            CallEvent(call_id, "ended", {"cause": ev.get("Cause-txt", "")}),
+            CallFinished(call),
+        ]
         for q in self.queues.values():  # a caller can vanish without QueueCallerLeave
             if q.callers.pop(channel, None) is not None:
                 out.append(QueueChanged(q.name))

@@ -6,14 +6,18 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Callable
 
 from cti.ami import AmiClient
 from cti.mqtt import MqttPublisher
 from cti.service import CtiService
+from cti.state import Call
+from hotline.audit import AuditLog
 from hotline.config import Config
 from hotline.customers import CustomerDirectory
 from hotline.db import Database
 from hotline.interactions import InteractionStore
+from hotline.recordings import CallFacts, RecordingError, RecordingStore
 from ivr.flow.engine import CallRouter, Services
 from ivr.flow.loader import load_flows
 from ivr.prompts import PromptCache
@@ -51,6 +55,60 @@ def build_cti(
     return cti, publisher
 
 
+def build_recordings(cfg: Config, db: Database, interactions: InteractionStore) -> RecordingStore:
+    rc = cfg.recordings
+    return RecordingStore(
+        db,
+        store_dir=cfg.path(rc.store_dir),
+        spool_dir=cfg.path(rc.spool_dir),
+        audit=AuditLog(db),
+        interactions=interactions,
+        retention_days=dict(rc.retention_days),
+        default_retention_days=rc.default_retention_days,
+    )
+
+
+async def sweep_forever(store: RecordingStore, cfg: Config, is_live: Callable[[str], bool]) -> None:
+    """Pick up what no event announced: a server restart, a missed hangup."""
+    while True:
+        report = await store.sweep(cfg.recordings.min_age_s, is_live)
+        if report.ingested or report.failed or report.unknown:
+            log.info(
+                "recording sweep",
+                extra={
+                    "ingested": len(report.ingested),
+                    "failed": len(report.failed),
+                    "unknown": report.unknown,
+                },
+            )
+        await asyncio.sleep(cfg.recordings.sweep_interval_s)
+
+
+def ingest_when_finished(store: RecordingStore, call: Call) -> None:
+    """After hangup, store the call's recordings with what the CTI knows of it."""
+
+    async def run() -> None:
+        await asyncio.sleep(1.0)  # MixMonitor closes its file just after the hangup
+        facts = CallFacts(
+            caller=call.caller_number, agent=call.answered_by or "", queue=call.queue or ""
+        )
+        files = await asyncio.to_thread(
+            lambda: sorted(store.spool_dir.glob(f"{call.call_id}--*.wav"))
+        )
+        for f in files:
+            try:
+                await store.ingest(f, facts)
+            except (OSError, RecordingError) as e:
+                log.error("ingest failed; the sweeper will retry: %s", e, extra={"file": f.name})
+
+    task = asyncio.get_running_loop().create_task(run())
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
+_background: set[asyncio.Task[None]] = set()
+
+
 async def serve(cfg: Config, role: str = "all", ready: asyncio.Event | None = None) -> None:
     db = Database(cfg.database_url(), cfg.database.echo)
     await db.migrate()
@@ -61,6 +119,7 @@ async def serve(cfg: Config, role: str = "all", ready: asyncio.Event | None = No
     ami: AmiClient | None = None
     cti: CtiService | None = None
     publisher: MqttPublisher | None = None
+    sweeper: asyncio.Task[None] | None = None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -92,6 +151,12 @@ async def serve(cfg: Config, role: str = "all", ready: asyncio.Event | None = No
                 log.warning("AMI disabled: no secret configured (ami.secret or ami.secret_file)")
             else:
                 cti, publisher = build_cti(cfg, directory, interactions)
+                if cfg.recordings.enabled:
+                    store = build_recordings(cfg, db, interactions)
+                    cti.on_call_finished = lambda call: ingest_when_finished(store, call)
+                    sweeper = asyncio.get_running_loop().create_task(
+                        sweep_forever(store, cfg, cti.state.call_live)
+                    )
                 publisher.start()
                 cti.start()
                 ami = AmiClient(
@@ -114,6 +179,8 @@ async def serve(cfg: Config, role: str = "all", ready: asyncio.Event | None = No
         log.info("hotline stopping")
         if agi is not None:
             await agi.stop()
+        if sweeper is not None:
+            sweeper.cancel()
         if ami is not None:
             ami.close()
         if cti is not None:

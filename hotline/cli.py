@@ -260,6 +260,197 @@ def cmd_mqtt_users(cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _actor(db: Any, as_user: str | None) -> Any:
+    from hotline.users import Users, host_operator
+
+    if as_user is None:
+        return host_operator()
+    actor = await Users(db).actor(as_user)
+    if actor is None:
+        raise SystemExit(f"no user {as_user!r} (hotline users add)")
+    return actor
+
+
+def _recording_store(cfg: Config, db: Any) -> Any:
+    from hotline.app import build_recordings
+    from hotline.interactions import InteractionStore
+
+    return build_recordings(cfg, db, InteractionStore(db))
+
+
+def _parse_when(text: str | None) -> Any:
+    from datetime import UTC, datetime
+
+    if text is None:
+        return None
+    d = datetime.fromisoformat(text)
+    return d if d.tzinfo else d.replace(tzinfo=UTC)
+
+
+def cmd_recordings_search(cfg: Config, args: argparse.Namespace) -> int:
+    from hotline.users import AccessDenied
+
+    async def go(db: Any) -> int:
+        store = _recording_store(cfg, db)
+        try:
+            found = await store.search(
+                await _actor(db, args.as_user),
+                caller=args.caller,
+                agent=args.agent,
+                queue=args.queue,
+                call_id=args.call_id,
+                since=_parse_when(args.since),
+                until=_parse_when(args.until),
+                limit=args.limit,
+            )
+        except AccessDenied as e:
+            print(f"refused: {e} (this attempt is in the audit log)", file=sys.stderr)
+            return 3
+        if args.json:
+            print(json.dumps([r.to_json() for r in found], indent=2))
+        else:
+            for r in found:
+                print(
+                    f"{r.id}  {r.started_at:%Y-%m-%d %H:%M:%S}  {r.duration_s:6.1f}s  "
+                    f"caller {r.caller:12} agent {r.agent:6} queue {r.queue:8} "
+                    f"{'HOLD ' if r.legal_hold else ''}{r.call_id}"
+                )
+        return 0
+
+    return _with_db(go, cfg)
+
+
+def cmd_recordings_get(cfg: Config, args: argparse.Namespace) -> int:
+    from hotline.recordings import RecordingError
+    from hotline.users import AccessDenied
+
+    async def go(db: Any) -> int:
+        store = _recording_store(cfg, db)
+        try:
+            rec = await store.export(await _actor(db, args.as_user), args.id, Path(args.out))
+        except AccessDenied as e:
+            print(f"refused: {e} (this attempt is in the audit log)", file=sys.stderr)
+            return 3
+        except RecordingError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        print(
+            f"{args.out}: recording {rec.id} of call {rec.call_id}, {rec.size} bytes, "
+            f"sha256 {rec.sha256} (verified)"
+        )
+        return 0
+
+    return _with_db(go, cfg)
+
+
+def cmd_recordings_ingest(cfg: Config, args: argparse.Namespace) -> int:
+    async def go(db: Any) -> int:
+        report = await _recording_store(cfg, db).sweep(min_age_s=args.min_age)
+        print(
+            f"ingested {len(report.ingested)}, waiting {len(report.waiting)}, "
+            f"failed {len(report.failed)}, not ours {len(report.unknown)}"
+        )
+        for name in report.failed:
+            print(f"  failed (kept in the spool): {name}")
+        return 1 if report.failed else 0
+
+    return _with_db(go, cfg)
+
+
+def cmd_recordings_verify(cfg: Config, args: argparse.Namespace) -> int:
+    async def go(db: Any) -> int:
+        def progress(i: int, n: int) -> None:
+            print(f"\rverifying {i}/{n}", end="", file=sys.stderr, flush=True)
+
+        problems = await _recording_store(cfg, db).verify(progress)
+        print(file=sys.stderr)
+        for p in problems:
+            print(p)
+        print(
+            "all recordings and the audit chain are intact"
+            if not problems
+            else f"{len(problems)} problem(s)"
+        )
+        return 1 if problems else 0
+
+    return _with_db(go, cfg)
+
+
+def cmd_recordings_hold(cfg: Config, args: argparse.Namespace) -> int:
+    from hotline.recordings import RecordingError
+    from hotline.users import AccessDenied
+
+    async def go(db: Any) -> int:
+        try:
+            await _recording_store(cfg, db).set_hold(
+                await _actor(db, args.as_user), args.id, args.hold, getattr(args, "reason", "")
+            )
+        except (AccessDenied, RecordingError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 3 if isinstance(e, AccessDenied) else 1
+        print(f"recording {args.id}: legal hold {'set' if args.hold else 'released'}")
+        return 0
+
+    return _with_db(go, cfg)
+
+
+def cmd_recordings_purge(cfg: Config, args: argparse.Namespace) -> int:
+    from hotline.users import AccessDenied
+
+    async def go(db: Any) -> int:
+        try:
+            purged = await _recording_store(cfg, db).purge(await _actor(db, args.as_user))
+        except AccessDenied as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 3
+        print(f"{len(purged)} recording(s) past retention deleted (each in the audit log)")
+        return 0
+
+    return _with_db(go, cfg)
+
+
+def cmd_users_add(cfg: Config, args: argparse.Namespace) -> int:
+    import secrets
+
+    from hotline.users import Users
+
+    async def go(db: Any) -> int:
+        password = (
+            sys.stdin.readline().strip() if args.password_stdin else secrets.token_urlsafe(12)
+        )
+        try:
+            await Users(db).add(args.name, args.role, password)
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        from hotline.audit import AuditLog
+        from hotline.users import host_operator
+
+        await AuditLog(db).record(
+            host_operator().label, "user_add", args.name, "ok", {"role": args.role}
+        )
+        print(f"user {args.name} ({args.role}) added")
+        if not args.password_stdin:
+            print(f"password (shown once): {password}")
+        return 0
+
+    return _with_db(go, cfg)
+
+
+def cmd_audit_show(cfg: Config, args: argparse.Namespace) -> int:
+    from hotline.audit import AuditLog
+
+    async def go(db: Any) -> int:
+        for e in reversed(await AuditLog(db).entries(args.limit)):
+            print(
+                f"{e.seq:6} {e.at:%Y-%m-%d %H:%M:%S} {e.actor:20} {e.action:8} {e.result:8} "
+                f"{e.target:32} {json.dumps(e.detail, ensure_ascii=False)}"
+            )
+        return 0
+
+    return _with_db(go, cfg)
+
+
 # -- parser -------------------------------------------------------------------------------
 
 
@@ -305,6 +496,44 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default=".run/mosquitto", help="folder for the broker files")
     s.add_argument("--agent", action="append", help="agent number (repeat; default 1001-1003)")
     s.add_argument("--port", type=int, default=1883)
+
+    rec = sub.add_parser("recordings", help="compliance recordings").add_subparsers(
+        dest="r", required=True
+    )
+    s = add("search", cmd_recordings_search, "find recordings (audited)", rec)
+    for opt in ("caller", "agent", "queue", "call-id", "since", "until"):
+        s.add_argument(f"--{opt}")
+    s.add_argument("--limit", type=int, default=100)
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--as", dest="as_user", help="act as this named user (role enforced)")
+    s = add("get", cmd_recordings_get, "export one recording to a file (audited)", rec)
+    s.add_argument("id")
+    s.add_argument("--out", required=True)
+    s.add_argument("--as", dest="as_user")
+    s = add("ingest", cmd_recordings_ingest, "store every finished spool file now", rec)
+    s.add_argument("--min-age", type=float, default=3.0)
+    add("verify", cmd_recordings_verify, "re-hash every file; check the audit chain", rec)
+    s = add("hold", cmd_recordings_hold, "put a recording under legal hold", rec)
+    s.add_argument("id")
+    s.add_argument("--reason", required=True)
+    s.add_argument("--as", dest="as_user")
+    s.set_defaults(hold=True)
+    s = add("release", cmd_recordings_hold, "release a legal hold", rec)
+    s.add_argument("id")
+    s.add_argument("--as", dest="as_user")
+    s.set_defaults(hold=False)
+    s = add("purge", cmd_recordings_purge, "delete recordings past retention (not on hold)", rec)
+    s.add_argument("--as", dest="as_user")
+
+    users = sub.add_parser("users", help="users and roles").add_subparsers(dest="u", required=True)
+    s = add("add", cmd_users_add, "add a user (compliance, admin or agent)", users)
+    s.add_argument("name")
+    s.add_argument("--role", required=True, choices=["compliance", "admin", "agent"])
+    s.add_argument("--password-stdin", action="store_true")
+
+    audit = sub.add_parser("audit", help="the audit log").add_subparsers(dest="a", required=True)
+    s = add("show", cmd_audit_show, "the latest audit entries", audit)
+    s.add_argument("--limit", type=int, default=50)
 
     calls = sub.add_parser("calls", help="interaction records").add_subparsers(
         dest="k", required=True

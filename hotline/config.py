@@ -110,6 +110,18 @@ class CtiConfig(_Section):
     ivr_contexts: list[str] = Field(default_factory=lambda: ["from-callers"])
 
 
+class RecordingsConfig(_Section):
+    enabled: bool = True
+    # Where MixMonitor writes (host view of recordings_asterisk/spool) and the store.
+    spool_dir: Path = Path("recordings/spool")
+    store_dir: Path = Path("recordings")
+    sweep_interval_s: float = Field(default=30.0, gt=0)
+    # A spool file this recent may still be written: the sweeper leaves it.
+    min_age_s: float = Field(default=3.0, ge=0)
+    default_retention_days: int = Field(default=365, ge=1)
+    retention_days: dict[str, int] = Field(default_factory=lambda: {"billing": 2555})
+
+
 class Config(_Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     agi: AgiConfig = Field(default_factory=AgiConfig)
@@ -120,6 +132,7 @@ class Config(_Section):
     ivr: IvrConfig = Field(default_factory=IvrConfig)
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     cti: CtiConfig = Field(default_factory=CtiConfig)
+    recordings: RecordingsConfig = Field(default_factory=RecordingsConfig)
     # Where the file was read from: relative paths in it are relative to this.
     base_dir: Path = Path(".")
     source: str = "<defaults>"
