@@ -221,6 +221,23 @@ async def cti_live(live_server: Services) -> AsyncIterator[tuple[object, Inbox, 
     )
     cti = CtiService(publisher, live_server.directory, live_server.interactions)
     holder.append(cti)
+    # As in `hotline serve`: each finished call's recordings go to the store
+    # (a private one; the spool is the real one MixMonitor writes to).
+    from hotline.app import ingest_when_finished
+    from hotline.audit import AuditLog
+    from hotline.recordings import RecordingStore
+
+    store_dir = REPO / ".run" / f"test-store-{prefix}"
+    db = live_server.interactions._db
+    cti.recordings = RecordingStore(
+        db,
+        store_dir,
+        REPO / "recordings" / "spool",  # type: ignore[attr-defined]
+        AuditLog(db),
+        live_server.interactions,
+        retention_days={"billing": 2555},
+    )
+    cti.on_call_finished = lambda call: ingest_when_finished(cti.recordings, call)  # type: ignore[attr-defined]
     secret = (REPO / ".run" / "ami_secret").read_text().strip()
     ami = AmiClient(
         "127.0.0.1",
@@ -244,6 +261,9 @@ async def cti_live(live_server: Services) -> AsyncIterator[tuple[object, Inbox, 
     try:
         yield cti, inbox, prefix
     finally:
+        import shutil
+
+        shutil.rmtree(store_dir, ignore_errors=True)
         ami.close()
         await cti.stop()
         await publisher.stop()

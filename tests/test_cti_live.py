@@ -150,3 +150,60 @@ async def test_every_published_message_matches_its_schema(cti_live):
         assert topic.startswith(prefix + "/") and topic.endswith(expected)
         seen.add(kind)
     assert seen == {"screenpop", "agent_state", "queue_stats", "call_event"}
+
+
+async def test_answered_call_is_recorded_and_stored_within_10s(cti_live, tmp_path):
+    import hashlib
+    import subprocess as sp
+    import time
+
+    from hotline.users import Actor
+
+    cti, inbox, _prefix = cti_live
+    store = cti.recordings
+    raw, talk = tmp_path / "raw.wav", tmp_path / "agent.wav"
+    sp.run(
+        [
+            "espeak-ng",
+            "-w",
+            str(raw),
+            "Hello, this is agent one thousand and one. How can I help you today?",
+        ],
+        check=True,
+    )
+    sp.run(["sox", str(raw), "-r", "8000", "-c", "1", "-e", "mu-law", str(talk)], check=True)
+    caller = "5550501"
+    agent = Agent("1001", answer_delay_ms=300, talk_wav=talk)
+    await agent.start()
+    try:
+        result = await run_caller(
+            [Pause(1500), Keys("1"), Pause(2500), Keys("0"), Pause(8000)], number=caller
+        )
+        assert result.ok, result.stderr
+    finally:
+        await agent.stop()
+    hung_up = time.monotonic()
+    pop, _ = await inbox.wait("/agents/1001/screenpop", caller_number=caller)
+    _, t_answer = await inbox.wait(f"/calls/{pop['call_id']}/events", event="answered")
+    officer = Actor("carol", frozenset({"compliance"}))
+
+    async def stored():
+        return await store.search(officer, caller=caller)
+
+    found = await wait_for(stored, timeout=10, interval=0.25)
+    assert found, "no recording stored within 10 s of hangup"
+    assert time.monotonic() - hung_up < 10
+    rec = found[0]
+    assert (rec.caller, rec.agent, rec.queue) == (caller, "1001", "billing")
+    assert rec.call_id == pop["call_id"]
+    assert (rec.retention_until - rec.ended_at.date()).days == 2555  # billing: 7 years
+    # Recorded from the answer to the hangup: roughly the last ~6 s of the call,
+    # nothing of the IVR before it.
+    talk_s = hung_up - t_answer
+    assert abs(rec.duration_s - talk_s) < 1.5, (rec.duration_s, talk_s)
+    _, path = await store.open(officer, rec.id)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == rec.sha256
+    stat = sp.run(["sox", str(path), "-n", "stat"], capture_output=True, text=True).stderr
+    rms = float(next(line for line in stat.splitlines() if "RMS     amplitude" in line).split()[-1])
+    assert rms > 0.01, "the recording is not silent: the agent's voice is in it"
+    assert not list((REPO / "recordings" / "spool").glob(f"{rec.call_id}--*.wav"))
