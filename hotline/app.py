@@ -8,6 +8,8 @@ import logging
 import signal
 from collections.abc import Callable
 
+from aiohttp import web
+
 from cti.ami import AmiClient
 from cti.mqtt import MqttPublisher
 from cti.service import CtiService
@@ -16,8 +18,10 @@ from hotline.audit import AuditLog
 from hotline.config import Config
 from hotline.customers import CustomerDirectory
 from hotline.db import Database
+from hotline.http_api import build_app, start_api
 from hotline.interactions import InteractionStore
 from hotline.recordings import CallFacts, RecordingError, RecordingStore
+from hotline.users import Users
 from ivr.flow.engine import CallRouter, Services
 from ivr.flow.loader import load_flows
 from ivr.prompts import PromptCache
@@ -120,6 +124,7 @@ async def serve(cfg: Config, role: str = "all", ready: asyncio.Event | None = No
     cti: CtiService | None = None
     publisher: MqttPublisher | None = None
     sweeper: asyncio.Task[None] | None = None
+    api: web.AppRunner | None = None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -157,6 +162,16 @@ async def serve(cfg: Config, role: str = "all", ready: asyncio.Event | None = No
                     sweeper = asyncio.get_running_loop().create_task(
                         sweep_forever(store, cfg, cti.state.call_live)
                     )
+                    if cfg.http.enabled:
+                        api = await start_api(
+                            build_app(store, Users(db), cfg.http.session_ttl_s),
+                            cfg.http.host,
+                            cfg.http.port,
+                        )
+                        log.info(
+                            "HTTP API listening",
+                            extra={"address": f"{cfg.http.host}:{cfg.http.port}"},
+                        )
                 publisher.start()
                 cti.start()
                 ami = AmiClient(
@@ -181,6 +196,8 @@ async def serve(cfg: Config, role: str = "all", ready: asyncio.Event | None = No
             await agi.stop()
         if sweeper is not None:
             sweeper.cancel()
+        if api is not None:
+            await api.cleanup()
         if ami is not None:
             ami.close()
         if cti is not None:

@@ -122,6 +122,15 @@ class RecordingsConfig(_Section):
     retention_days: dict[str, int] = Field(default_factory=lambda: {"billing": 2555})
 
 
+class HttpConfig(_Section):
+    """The compliance HTTP API (recordings)."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: Port = 8088
+    session_ttl_s: float = Field(default=8 * 3600, gt=0)
+
+
 class Config(_Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     agi: AgiConfig = Field(default_factory=AgiConfig)
@@ -133,6 +142,7 @@ class Config(_Section):
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     cti: CtiConfig = Field(default_factory=CtiConfig)
     recordings: RecordingsConfig = Field(default_factory=RecordingsConfig)
+    http: HttpConfig = Field(default_factory=HttpConfig)
     # Where the file was read from: relative paths in it are relative to this.
     base_dir: Path = Path(".")
     source: str = "<defaults>"
