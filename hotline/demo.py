@@ -17,12 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
+from sqlalchemy import select
 
 from hotline.config import load_config
 from hotline.customers import CustomerDirectory
 from hotline.db import Database
 from hotline.interactions import Interaction, InteractionStore
+from hotline.recordings import Recording, recording_from_row
 from hotline.sipp import Agent, Keys, Pause, run_caller
+from hotline.tables import RecordingRow
 
 REPO = Path(__file__).resolve().parent.parent
 RUN = REPO / ".run"
@@ -75,7 +78,29 @@ async def watch_pops(pops: list[dict[str, Any]], ready: asyncio.Event) -> None:
             pops.append(json.loads(bytes(message.payload)))
 
 
-def story(it: Interaction, agent_answered: bool, pop: dict[str, Any] | None) -> str:
+async def agent_voice() -> Path:
+    """What agent 1001 says when they answer (espeak-ng, 8 kHz mu-law for sipp)."""
+    RUN.mkdir(exist_ok=True)
+    raw, wav = RUN / "agent-voice-raw.wav", RUN / "agent-voice.wav"
+    if not wav.exists():
+        for argv in (
+            [
+                "espeak-ng",
+                "-w",
+                str(raw),
+                "Hello Alice, this is agent one thousand and "
+                "one. I can see your bill. How can I help?",
+            ],
+            ["sox", str(raw), "-r", "8000", "-c", "1", "-e", "mu-law", str(wav)],
+        ):
+            proc = await asyncio.create_subprocess_exec(*argv)
+            await proc.wait()
+    return wav
+
+
+def story(
+    it: Interaction, agent_answered: bool, pop: dict[str, Any] | None, rec: Recording | None
+) -> str:
     lines = [
         "",
         "The call, as Hotline saw it",
@@ -110,7 +135,17 @@ def story(it: Interaction, agent_answered: bool, pop: dict[str, Any] | None) -> 
             f"            IVR path {' > '.join(ivr.get('path', []))}, "
             f"intent {ivr.get('intent')}, waited {pop['wait_seconds']} s"
         )
-    lines.append("recording   (stored with the recording issue; MixMonitor already runs)")
+    if rec is None:
+        lines.append("recording   not stored within 15 s (see .run/hotline.log)")
+    else:
+        lines.append(
+            f"recording   {rec.id}: {rec.duration_s} s from the agent's answer, "
+            f"{rec.size} bytes, sha256 {rec.sha256[:16]}..."
+        )
+        lines.append(
+            f"            in recordings/{rec.path}, kept until {rec.retention_until} "
+            f"(queue {rec.queue}); listen: hotline recordings get {rec.id} --out x.wav"
+        )
     return "\n".join(lines)
 
 
@@ -135,7 +170,8 @@ async def main() -> int:
     watcher = asyncio.create_task(watch_pops(pops, ready))
     await asyncio.wait_for(ready.wait(), 10)
     say("agent 1001 logs in (sipp UAS on 127.0.0.1:5071; their desktop listens on MQTT)")
-    agent = Agent("1001", answer_delay_ms=1500)
+    talk = await agent_voice()
+    agent = Agent("1001", answer_delay_ms=1500, talk_wav=talk)
     await agent.start()
     say(
         f"Alice ({CALLER}) dials 100: hears her greeting and the bill offer, presses 2 "
@@ -159,14 +195,22 @@ async def main() -> int:
             it = new[0]
             break
         await asyncio.sleep(0.2)
-    await db.close()
     if it is None:
+        await db.close()
         say("no interaction record was written: see .run/hotline.log")
         return 1
-    await asyncio.sleep(0.5)
+    rec = None
+    for _ in range(60):  # hotline serve stores it a second or so after hangup
+        async with db.sessions() as s:
+            row = await s.scalar(select(RecordingRow).where(RecordingRow.call_id == it.call_id))
+        if row is not None:
+            rec = recording_from_row(row)
+            break
+        await asyncio.sleep(0.25)
     watcher.cancel()
     pop = next((p for p in pops if p.get("call_id") == it.call_id), None)
-    print(story(it, answered, pop))
+    await db.close()
+    print(story(it, answered, pop, rec))
     print(
         f"\nMore: .venv/bin/hotline calls show {it.call_id}   |   make asterisk-cli   |   "
         "make demo-stop"

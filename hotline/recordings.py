@@ -106,7 +106,7 @@ def _utc(d: datetime) -> datetime:
     return d.replace(tzinfo=UTC) if d.tzinfo is None else d
 
 
-def _recording(r: RecordingRow) -> Recording:
+def recording_from_row(r: RecordingRow) -> Recording:
     return Recording(
         r.id,
         r.call_id,
@@ -225,7 +225,7 @@ class RecordingStore:
             final = self.store_dir / row.path
             if await asyncio.to_thread(_sha256, final) == row.sha256:
                 await asyncio.to_thread(spool_file.unlink, missing_ok=True)
-            return _recording(row)
+            return recording_from_row(row)
         stat = await asyncio.to_thread(spool_file.stat)
         digest = await asyncio.to_thread(_sha256, spool_file)
         ended = datetime.fromtimestamp(stat.st_mtime, UTC)
@@ -283,7 +283,7 @@ class RecordingStore:
                 "seconds": duration,
             },
         )
-        return _recording(rec)
+        return recording_from_row(rec)
 
     async def _facts_from_records(self, call_id: str) -> CallFacts:
         """The sweeper's metadata when the CTI saw no event: what the IVR recorded."""
@@ -367,7 +367,7 @@ class RecordingStore:
         if until is not None:
             q = q.where(RecordingRow.started_at < until)
         async with self._db.sessions() as s:
-            found = [_recording(r) for r in await s.scalars(q)]
+            found = [recording_from_row(r) for r in await s.scalars(q)]
         await self.audit.record(
             actor.label, "search", "", "ok", {**_plain(criteria), "results": len(found)}
         )
@@ -407,7 +407,7 @@ class RecordingStore:
             )
             raise RecordingError("recording failed its integrity check; reported")
         await self.audit.record(actor.label, purpose, recording_id, "ok", {"sha256": row.sha256})
-        return _recording(row), path
+        return recording_from_row(row), path
 
     async def export(self, actor: Actor, recording_id: str, out: Path) -> Recording:
         rec, path = await self.open(actor, recording_id, "export")
