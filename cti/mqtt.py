@@ -79,6 +79,10 @@ class MqttPublisher:
         self.connects = 0
         self._task: asyncio.Task[None] | None = None
 
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer)
+
     # -- what the CTI calls -----------------------------------------------------------
     def topic(self, *parts: str) -> str:
         return "/".join([self.prefix, *parts])

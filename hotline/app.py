@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -113,6 +114,28 @@ def ingest_when_finished(store: RecordingStore, call: Call) -> None:
 _background: set[asyncio.Task[None]] = set()
 
 
+def health_report(
+    agi: FastAgiServer | None, ami: AmiClient | None, publisher: MqttPublisher | None
+) -> dict[str, Any]:
+    report: dict[str, Any] = {}
+    if agi is not None:
+        report["fastagi"] = {
+            "connected": True,
+            "active_calls": agi.active_calls,
+            "served": agi.served,
+            "rejected": agi.rejected,
+        }
+    if ami is not None:
+        report["ami"] = ami.health()
+    if publisher is not None:
+        report["mqtt"] = {
+            "connected": publisher.connected,
+            "published": publisher.published,
+            "buffered": publisher.buffered,
+        }
+    return report
+
+
 async def serve(cfg: Config, role: str = "all", ready: asyncio.Event | None = None) -> None:
     db = Database(cfg.database_url(), cfg.database.echo)
     await db.migrate()
@@ -164,7 +187,13 @@ async def serve(cfg: Config, role: str = "all", ready: asyncio.Event | None = No
                     )
                     if cfg.http.enabled:
                         api = await start_api(
-                            build_app(store, Users(db), cfg.http.session_ttl_s),
+                            build_app(
+                                store,
+                                Users(db),
+                                cfg.http.session_ttl_s,
+                                # read at request time: the AMI client starts below
+                                health=lambda: health_report(agi, ami, publisher),
+                            ),
                             cfg.http.host,
                             cfg.http.port,
                         )

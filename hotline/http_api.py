@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -68,13 +69,16 @@ def _error(status: int, message: str) -> web.Response:
 
 
 def build_app(
-    store: RecordingStore, users: Users, session_ttl_s: float = 8 * 3600
+    store: RecordingStore,
+    users: Users,
+    session_ttl_s: float = 8 * 3600,
+    health: Callable[[], dict[str, Any]] | None = None,
 ) -> web.Application:
     sessions = Sessions(session_ttl_s)
 
     @web.middleware
     async def authenticate(request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.path == "/api/session":
+        if request.path in ("/api/session", "/health"):
             return await handler(request)  # type: ignore[no-any-return]
         header = request.headers.get("Authorization", "")
         token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
@@ -172,7 +176,14 @@ def build_app(
             },
         )
 
+    async def health_check(request: web.Request) -> web.Response:
+        """For load balancers and monitoring: 200 when every part is connected, else 503."""
+        report = health() if health is not None else {}
+        ok = all(part.get("connected", True) for part in report.values())
+        return web.json_response({"ok": ok, **report}, status=200 if ok else 503)
+
     app = web.Application(middlewares=[authenticate])
+    app.router.add_get("/health", health_check)
     app.router.add_post("/api/session", login)
     app.router.add_get("/api/recordings", search)
     app.router.add_get("/api/recordings/{id}", metadata)

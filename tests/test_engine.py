@@ -177,3 +177,69 @@ def test_luhn_and_expiry_and_mask():
     assert expiry_ok("1230", date(2026, 11, 1)) and not expiry_ok("1025", date(2026, 11, 1))
     assert not expiry_ok("1330", date(2026, 11, 1))
     assert mask(CARD) == "************1111" and mask("1234") == "****"
+
+
+SUBFLOW_MAIN = """\
+flow: main
+languages: [en]
+agent_queue: support
+start: set_topic
+nodes:
+  set_topic:
+    type: set
+    values: {topic: "billing for {caller.number}"}
+    next: ask
+  ask:
+    type: subflow
+    flow: confirm
+    next: decide
+  decide:
+    type: branch
+    when:
+      - if: vars.confirmed == 'yes'
+        goto: to_billing
+    else: bye
+  to_billing:
+    type: queue
+    queue: billing
+    priority: 5
+  bye:
+    type: hangup
+"""
+
+SUBFLOW_CONFIRM = """\
+flow: confirm
+languages: [en]
+start: question
+nodes:
+  question:
+    type: menu
+    say: {en: "Press 1 to confirm."}
+    options:
+      - key: "1"
+        goto: yes_node
+  yes_node:
+    type: set
+    values: {confirmed: "yes"}
+    next: back
+  back:
+    type: return
+"""
+
+
+async def test_subflow_set_branch_and_priority(services, tmp_path):
+    from ivr.flow.loader import load_flows
+
+    (tmp_path / "main.yaml").write_text(SUBFLOW_MAIN)
+    (tmp_path / "confirm.yaml").write_text(SUBFLOW_CONFIRM)
+    services.flows = load_flows(tmp_path)
+    srv = FastAgiServer(CallRouter(services), "127.0.0.1", 0)
+    await srv.start()
+    try:
+        call = await FakeCall(script="main", keys=["1"]).run(srv.port)
+    finally:
+        await srv.stop()
+    assert call.variables["HOTLINE_QUEUE"] == "billing"
+    assert call.variables["HOTLINE_PRIORITY"] == "5"
+    it = await record(services, call)
+    assert it.path == ["set_topic", "ask", "question", "yes_node", "back", "decide", "to_billing"]

@@ -106,3 +106,21 @@ async def test_refusals_are_clear_and_audited(api):
     assert ("agent1001", "search", "denied") in log and ("agent1001", "listen", "denied") in log
     assert log.count(("carol", "listen", "refused")) == 3
     assert await store.audit.verify() == []
+
+
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)
+async def test_health_needs_no_session_and_reports_parts(db, tmp_path):
+    store = RecordingStore(db, tmp_path / "store", tmp_path / "spool", AuditLog(db))
+    parts = {"ami": {"connected": True}, "mqtt": {"connected": True, "buffered": 0}}
+    port = free_port()
+    runner = await start_api(build_app(store, Users(db), health=lambda: parts), "127.0.0.1", port)
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{port}/health") as r:
+                assert r.status == 200 and (await r.json())["ok"] is True
+            parts["ami"]["connected"] = False  # Asterisk went away
+            async with http.get(f"http://127.0.0.1:{port}/health") as r:
+                body = await r.json()
+                assert r.status == 503 and body["ok"] is False and body["ami"]["connected"] is False
+    finally:
+        await runner.cleanup()
