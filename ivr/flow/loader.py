@@ -260,9 +260,14 @@ def _node(c: _Checker, node_id: str, raw: Any, line: int) -> m.AnyNode | None:
                 "invalid",
                 "agent_queue",
                 "intent",
+                "speech",
             },
             {"say", "options"},
         )
+        speech = raw.get("speech", False)
+        if not isinstance(speech, bool):
+            c.err(raw.key_lines.get("speech", L), node_id, "speech: expected true or false")
+            speech = False
         options: list[m.MenuOption] = []
         raw_opts = raw.get("options") or []
         if not isinstance(raw_opts, list) or not raw_opts:
@@ -307,6 +312,7 @@ def _node(c: _Checker, node_id: str, raw: Any, line: int) -> m.AnyNode | None:
             invalid=p("invalid"),
             agent_queue=_str(c, raw, "agent_queue", node_id),
             intent=_str(c, raw, "intent", node_id),
+            speech=speech,
         )
     if kind == "collect":
         _take(

@@ -119,6 +119,9 @@ class Menu(Node):
     invalid: Prompt = Prompt()
     agent_queue: str | None = None
     intent: str | None = None
+    # Listen for the options' phrases too (where a speech model for the
+    # caller's language exists); DTMF always works alongside.
+    speech: bool = False
 
     def option(self, key: str) -> MenuOption | None:
         for o in self.options:

@@ -1,0 +1,79 @@
+"""Speech menus through real Asterisk with the real Korean Vosk model.
+
+The caller's voice is espeak-ng's Korean voice, sent as RTP by sipp; Asterisk
+records it (AGI RECORD FILE, silence detection); Vosk decodes it with a
+grammar built from the menu's phrases.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import wave
+from pathlib import Path
+
+import pytest
+
+from hotline.interactions import Interaction
+from hotline.sipp import Audio, Keys, Pause, run_caller
+from ivr.flow.engine import Services
+from ivr.speech import SpeechRecognizer, check_model_dir, installed_model, match_option
+from tests.conftest import wait_for
+
+MENU_PROMPT = "요금 문의, 기술 지원, 상담원 연결 중에서 말씀하시거나 1번, 2번, 0번을 누르세요."
+
+
+def korean_speech(tmp: Path, text: str) -> tuple[Path, int]:
+    raw, out = tmp / "raw.wav", tmp / "speech-8k-ulaw.wav"
+    subprocess.run(["espeak-ng", "-v", "ko", "-w", str(raw), text], check=True)
+    subprocess.run(["sox", str(raw), "-r", "8000", "-c", "1", "-e", "mu-law", str(out)], check=True)
+    with wave.open(str(raw)) as w:
+        ms = int(1000 * w.getnframes() / w.getframerate())
+    return out, ms
+
+
+async def finished(services: Services, caller: str) -> Interaction | None:
+    async def done() -> Interaction | None:
+        calls = await services.interactions.recent(limit=5, caller=caller)
+        return calls[0] if calls and calls[0].ended_at is not None else None
+
+    return await wait_for(done, timeout=20, interval=0.25)
+
+
+async def test_model_file_decodes_korean_with_menu_grammar(tmp_path):
+    model = installed_model("ko")
+    assert model is not None and check_model_dir(model) is None
+    speech = SpeechRecognizer({"ko": model})
+    wav, _ = korean_speech(tmp_path, "상담원 연결")
+    pcm = tmp_path / "pcm.wav"
+    subprocess.run(["sox", str(wav), "-e", "signed-integer", "-b", "16", str(pcm)], check=True)
+    heard = await speech.recognize_file(pcm, "ko", ["요금 문의", "기술 지원", "상담원 연결"])
+    assert heard.text == "상담원 연결" and heard.confidence > 0.5
+    assert match_option(heard.text, {"1": ["요금 문의"], "0": ["상담원 연결"]}) == "0"
+    speech.close()
+
+
+@pytest.mark.asterisk
+@pytest.mark.parametrize(
+    ("said", "node", "queue"),
+    [("요금 문의", "billing_agent", "billing"), ("상담원 연결", "support_agent", "support")],
+)
+async def test_caller_says_choice_in_korean(live_server: Services, tmp_path, said, node, queue):
+    prompt = await live_server.prompts.ensure(MENU_PROMPT, "ko")
+    assert prompt
+    with wave.open(str(live_server.prompts.host_path(MENU_PROMPT, "ko"))) as w:
+        prompt_ms = int(1000 * w.getnframes() / w.getframerate())
+    await live_server.speech.model("ko")  # loaded once, shared by every call
+    speech, speech_ms = korean_speech(tmp_path, said)
+    caller = "555070" + str(len(said))
+    result = await run_caller(
+        [Pause(1500), Keys("9"), Pause(prompt_ms + 1500), Audio(speech, speech_ms + 8000)],
+        number=caller,
+    )
+    assert result.ok, result.stderr
+    it = await finished(live_server, caller)
+    assert it is not None
+    assert it.path[-2:] == ["korean_menu", node], it.steps
+    assert it.queue == queue and it.language == "ko"
+    assert it.transcripts and it.transcripts[0]["text"] == said
+    # The utterance itself is not kept.
+    assert list(live_server.asr_host.glob("*.wav")) == []
