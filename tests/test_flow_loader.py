@@ -49,7 +49,7 @@ def test_unknown_node_type_names_file_line_node():
     text = GOOD.replace("type: hangup", "type: hangpu")
     assert problems(text) == [
         "dialplans/t.yaml:12: node 'bye': unknown node type 'hangpu' (known: action, branch, "
-        "collect, goto, hangup, lookup, menu, queue, return, say, set, subflow)"
+        "collect, goto, hangup, listen, lookup, menu, queue, return, say, set, subflow)"
     ]
 
 

@@ -77,3 +77,83 @@ async def test_caller_says_choice_in_korean(live_server: Services, tmp_path, sai
     assert it.transcripts and it.transcripts[0]["text"] == said
     # The utterance itself is not kept.
     assert list(live_server.asr_host.glob("*.wav")) == []
+
+
+async def test_free_form_decoding_gives_a_transcript(tmp_path):
+    speech = SpeechRecognizer({"ko": installed_model("ko")})
+    wav, _ = korean_speech(tmp_path, "요금 문의")
+    pcm = tmp_path / "pcm.wav"
+    subprocess.run(["sox", str(wav), "-e", "signed-integer", "-b", "16", str(pcm)], check=True)
+    heard = await speech.recognize_file(pcm, "ko", None)  # no grammar
+    assert heard.text and heard.language == "ko"
+    speech.close()
+
+
+def test_asr_test_tool_names_the_option(tmp_path, repo):
+    wav, _ = korean_speech(tmp_path, "상담원 연결")
+    r = subprocess.run(
+        [
+            str(repo / ".venv/bin/hotline"),
+            "asr",
+            "test",
+            str(wav),
+            "--lang",
+            "ko",
+            "--flow",
+            str(repo / "dialplans/hotline.yaml"),
+            "--node",
+            "korean_menu",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=repo,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "heard:      '상담원 연결'" in r.stdout
+    assert "would pick: option 0 (상담원 연결)" in r.stdout
+
+
+def test_wrong_model_path_is_named_by_check_config(tmp_path, repo):
+    (tmp_path / "dialplans").mkdir()
+    (tmp_path / "dialplans" / "hotline.yaml").write_text(
+        (repo / "dialplans/hotline.yaml").read_text()
+    )
+    conf = tmp_path / "hotline.toml"
+    conf.write_text('[ami]\nenabled = false\n[speech.models]\nko = "/nonexistent/vosk-ko"\n')
+    r = subprocess.run(
+        [str(repo / ".venv/bin/hotline"), "-c", str(conf), "check-config"],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 1
+    assert "speech.models.ko: /nonexistent/vosk-ko does not exist" in r.stderr
+    conf.write_text(f'[ami]\nenabled = false\n[speech.models]\nko = "{tmp_path}"\n')
+    r = subprocess.run(
+        [str(repo / ".venv/bin/hotline"), "-c", str(conf), "check-config"],
+        capture_output=True,
+        text=True,
+    )
+    assert "not a Vosk model" in r.stderr
+
+
+async def test_listen_without_model_is_skipped_not_an_error(services):
+    from ivr.flow.engine import CallRouter
+    from ivr.flow.loader import parse_flow
+    from ivr.server import FastAgiServer
+    from tests.fake_asterisk import FakeCall
+
+    flow = parse_flow(
+        "flow: why\nlanguages: [en]\nstart: ask\nnodes:\n"
+        "  ask:\n    type: listen\n    say: {en: 'Tell us briefly why you are calling.'}\n"
+        "    var: reason\n    next: agent\n"
+        "  agent:\n    type: queue\n    queue: support\n",
+        "why.yaml",
+    )
+    services.flows = {"why": flow}
+    srv = FastAgiServer(CallRouter(services), "127.0.0.1", 0)
+    await srv.start()
+    try:
+        call = await FakeCall(script="why").run(srv.port)
+    finally:
+        await srv.stop()
+    assert call.variables["HOTLINE_QUEUE"] == "support"

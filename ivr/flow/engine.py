@@ -9,6 +9,7 @@ only their own hangup ends the call early (outcome ``abandoned``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import string
 import time
@@ -244,6 +245,8 @@ class CallSession:
                 return nxt
             case m.Action():
                 return await self._action(node, step)
+            case m.Listen():
+                return await self._listen_free(node, step)
         raise RuntimeError(f"unhandled node {node!r}")
 
     # -- prompts --------------------------------------------------------------------
@@ -432,6 +435,47 @@ class CallSession:
         finally:
             # The caller's voice is personal data: keep the transcript, not the audio.
             await asyncio.to_thread(host_file.unlink, True)
+
+    async def _listen_free(self, node: m.Listen, step: dict[str, Any]) -> str:
+        """Free-form speech into ``vars[node.var]``; without a model the step is skipped."""
+        await self._play(node.prompt, "")
+        speech = self.services.speech
+        if speech is None or not speech.available(self.language):
+            if speech is not None:
+                speech.warn_once(self.language, "listen step without a model: skipped")
+            step["result"] = "no_model"
+            return node.next
+        name = uuid.uuid4().hex
+        host_file = self.services.asr_host / f"{name}.wav"
+        try:
+            await self.channel.record_file(
+                f"{self.services.asr_asterisk}/{name}",
+                "wav",
+                "#",
+                int(node.timeout_s * 1000),
+                silence_s=2,
+            )
+            heard = None
+            if await asyncio.to_thread(host_file.exists):
+                with contextlib.suppress(SpeechUnavailable):
+                    heard = await speech.recognize_file(host_file, self.language, None)
+        finally:
+            await asyncio.to_thread(host_file.unlink, True)
+        text = heard.text if heard else ""
+        self.vars[node.var] = text
+        self.interaction.inputs[node.var] = text
+        if heard is not None:
+            self.interaction.transcripts.append(
+                {
+                    "node": node.id,
+                    "text": text,
+                    "confidence": heard.confidence,
+                    "language": heard.language,
+                    "option": None,
+                }
+            )
+        step["result"] = "heard" if text else "nothing"
+        return node.next
 
     def _understood(self, node: m.Menu, heard: Recognition, step: dict[str, Any]) -> str | None:
         options = {o.key: list(o.phrases.get(self.language, ())) for o in node.options}

@@ -30,9 +30,10 @@ NODE_TYPES = {
     "subflow",
     "return",
     "action",
+    "listen",
 }
 # Named in the design, built by later issues; a flow using them is told so.
-PLANNED_TYPES = {"deflect", "callback", "listen"}
+PLANNED_TYPES = {"deflect", "callback"}
 ACTIONS = {"say_balance", "pay_bill", "set_language"}
 TEMPLATE_ROOTS = {"customer", "caller", "vars", "call"}
 DIGIT_KEYS = set("0123456789*#")
@@ -424,6 +425,14 @@ def _node(c: _Checker, node_id: str, raw: Any, line: int) -> m.AnyNode | None:
     if kind == "goto":
         _take(c, raw, node_id, common | {"goto"}, {"goto"})
         return m.Goto(node_id, L, s("goto"))
+    if kind == "listen":
+        _take(c, raw, node_id, common | {"say", "var", "next", "timeout"}, {"say", "var", "next"})
+        var = s("var")
+        if var and not re.fullmatch(r"[a-z_][a-z0-9_]*", var):
+            c.err(raw.key_lines.get("var", L), node_id, f"var: {var!r} is not a simple name")
+        return m.Listen(
+            node_id, L, p("say"), var, s("next"), _num(c, raw, "timeout", node_id, 10, 2, 60)
+        )
     if kind == "subflow":
         _take(c, raw, node_id, common | {"flow", "next"}, {"flow", "next"})
         return m.SubFlow(node_id, L, s("flow"), s("next"))

@@ -203,6 +203,16 @@ class Return(Node):
 
 
 @dataclass(frozen=True, slots=True)
+class Listen(Node):
+    """Free-form speech: "tell us briefly why you are calling" -> a transcript in ``var``."""
+
+    prompt: Prompt
+    var: str
+    next: str
+    timeout_s: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
 class Action(Node):
     """A built-in self-service task (``say_balance``, ``pay_bill``, ``set_language``)."""
 
@@ -226,6 +236,7 @@ AnyNode = (
     | SubFlow
     | Return
     | Action
+    | Listen
 )
 
 
@@ -246,7 +257,7 @@ def targets(node: AnyNode) -> list[tuple[str, str]]:
         case Branch(cases=cases, otherwise=o):
             out += [(f"when[{i}].goto", c.goto) for i, c in enumerate(cases)]
             out.append(("else", o))
-        case SetVars(next=n) | SubFlow(next=n):
+        case SetVars(next=n) | SubFlow(next=n) | Listen(next=n):
             out.append(("next", n))
         case Action(next=n, on_error=e):
             out.append(("next", n))

@@ -45,6 +45,8 @@ def _describe(node: m.AnyNode, language: str) -> str:
             return "return"
         case m.Action():
             return f"{node.do}"
+        case m.Listen():
+            return f'listen (free form) into {node.var}: "{_first_text(node.prompt, language)}"'
     return type(node).__name__
 
 
