@@ -23,6 +23,7 @@ from hotline.http_api import build_app, start_api
 from hotline.interactions import InteractionStore
 from hotline.recordings import CallFacts, RecordingError, RecordingStore
 from hotline.users import Users
+from ivr.audiosocket import AudioSocketServer
 from ivr.flow.engine import CallRouter, Services
 from ivr.flow.loader import load_flows
 from ivr.prompts import PromptCache
@@ -163,6 +164,12 @@ async def serve(cfg: Config, role: str = "all", ready: asyncio.Event | None = No
                     {lang: cfg.path(p) for lang, p in cfg.speech.models.items()}
                 )
                 log.info("speech models", extra={"languages": sorted(speech.paths)})
+            audiosocket = None
+            if speech is not None and cfg.speech.mode == "stream":
+                audiosocket = AudioSocketServer(
+                    cfg.speech.audiosocket_host, cfg.speech.audiosocket_port
+                )
+                await audiosocket.start()
             asr_host = cfg.path(cfg.paths.asr_host)
             await asyncio.to_thread(asr_host.mkdir, parents=True, exist_ok=True)
             services = Services(
@@ -175,6 +182,8 @@ async def serve(cfg: Config, role: str = "all", ready: asyncio.Event | None = No
                 asr_host=asr_host,
                 asr_asterisk=cfg.paths.asr_asterisk,
                 min_confidence=cfg.speech.min_confidence,
+                speech_mode=cfg.speech.mode,
+                audiosocket=audiosocket,
             )
             agi = FastAgiServer(
                 CallRouter(services),

@@ -141,6 +141,12 @@ class SpeechConfig(_Section):
     models: dict[str, Path] = Field(default_factory=dict)
     # Below this mean word confidence a recognition counts as no match.
     min_confidence: float = Field(default=0.5, ge=0, le=1)
+    # "record": AGI RECORD FILE (silence detection), then recognise the file.
+    # "stream": Asterisk's AudioSocket: prompt played through it (barge-in),
+    #           recognised while the caller speaks, result at end of speech.
+    mode: Literal["record", "stream"] = "stream"
+    audiosocket_host: str = "127.0.0.1"
+    audiosocket_port: Port = 4574
 
 
 class Config(_Section):

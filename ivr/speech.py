@@ -15,6 +15,7 @@ import json
 import logging
 import unicodedata
 import wave
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,8 @@ class Recognition:
     text: str  # what was heard ("" for silence or only [unk])
     confidence: float  # mean word confidence, 0..1
     language: str
+    mode: str = "record"
+    barged_in: bool = False  # the caller spoke over the prompt (streaming mode)
 
 
 def installed_model(language: str) -> Path | None:
@@ -116,6 +119,10 @@ class SpeechRecognizer:
         return await asyncio.get_running_loop().run_in_executor(
             self._pool, _decode_file, model, wav, phrases, language
         )
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run recogniser work in the speech thread pool."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -140,6 +140,10 @@ async def live_server(
         asr_asterisk=demo_config.paths.asr_asterisk,
     )
     services.asr_host.mkdir(parents=True, exist_ok=True)
+    from ivr.audiosocket import AudioSocketServer
+
+    services.audiosocket = AudioSocketServer("127.0.0.1", 0)
+    await services.audiosocket.start()
     server = FastAgiServer(CallRouter(services), "127.0.0.1", 4573)
     try:
         await server.start()
@@ -151,6 +155,7 @@ async def live_server(
         yield services
     finally:
         await server.stop()
+        await services.audiosocket.stop()
         await database.close()
 
 

@@ -53,18 +53,22 @@ async def test_model_file_decodes_korean_with_menu_grammar(tmp_path):
 
 
 @pytest.mark.asterisk
+@pytest.mark.parametrize("mode", ["record", "stream"])
 @pytest.mark.parametrize(
     ("said", "node", "queue"),
     [("요금 문의", "billing_agent", "billing"), ("상담원 연결", "support_agent", "support")],
 )
-async def test_caller_says_choice_in_korean(live_server: Services, tmp_path, said, node, queue):
+async def test_caller_says_choice_in_korean(
+    live_server: Services, tmp_path, said, node, queue, mode
+):
+    live_server.speech_mode = mode
     prompt = await live_server.prompts.ensure(MENU_PROMPT, "ko")
     assert prompt
     with wave.open(str(live_server.prompts.host_path(MENU_PROMPT, "ko"))) as w:
         prompt_ms = int(1000 * w.getnframes() / w.getframerate())
     await live_server.speech.model("ko")  # loaded once, shared by every call
     speech, speech_ms = korean_speech(tmp_path, said)
-    caller = "555070" + str(len(said))
+    caller = "55507" + str(len(said)) + str(len(mode))
     result = await run_caller(
         [Pause(1500), Keys("9"), Pause(prompt_ms + 1500), Audio(speech, speech_ms + 8000)],
         number=caller,
@@ -75,8 +79,25 @@ async def test_caller_says_choice_in_korean(live_server: Services, tmp_path, sai
     assert it.path[-2:] == ["korean_menu", node], it.steps
     assert it.queue == queue and it.language == "ko"
     assert it.transcripts and it.transcripts[0]["text"] == said
+    assert it.transcripts[0]["mode"] == mode
     # The utterance itself is not kept.
     assert list(live_server.asr_host.glob("*.wav")) == []
+
+
+@pytest.mark.asterisk
+async def test_streaming_caller_can_speak_over_the_prompt(live_server: Services, tmp_path):
+    live_server.speech_mode = "stream"
+    await live_server.speech.model("ko")
+    speech, speech_ms = korean_speech(tmp_path, "상담원 연결")
+    caller = "5550799"
+    # 9 (Korean), then speak 2.5 s into the ~6 s menu prompt.
+    result = await run_caller(
+        [Pause(1500), Keys("9"), Pause(2500), Audio(speech, speech_ms + 8000)], number=caller
+    )
+    assert result.ok, result.stderr
+    it = await finished(live_server, caller)
+    assert it is not None and it.path[-2:] == ["korean_menu", "support_agent"], it.steps
+    assert it.transcripts[0]["text"] == "상담원 연결" and it.transcripts[0]["barged_in"] is True
 
 
 async def test_free_form_decoding_gives_a_transcript(tmp_path):
@@ -157,3 +178,16 @@ async def test_listen_without_model_is_skipped_not_an_error(services):
     finally:
         await srv.stop()
     assert call.variables["HOTLINE_QUEUE"] == "support"
+
+
+def test_audiosocket_frames_split_anywhere():
+    from ivr.audiosocket import KIND_AUDIO, KIND_DTMF, KIND_UUID, frame, parse_frames
+
+    data = (
+        frame(KIND_UUID, b"u" * 16) + frame(KIND_AUDIO, b"\x01\x00" * 160) + frame(KIND_DTMF, b"5")
+    )
+    for cut in range(len(data)):
+        first, rest = parse_frames(data[:cut])
+        second, rest = parse_frames(rest + data[cut:])
+        assert [k for k, _ in first + second] == [KIND_UUID, KIND_AUDIO, KIND_DTMF]
+        assert rest == b""

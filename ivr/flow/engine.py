@@ -25,6 +25,7 @@ from hotline.customers import Customer, CustomerDirectory
 from hotline.interactions import Interaction, InteractionStore, utcnow
 from hotline.logs import call_id_var
 from ivr.agi import DIGITS, AgiChannel, AgiCommandFailed, AgiError, AgiHangup
+from ivr.audiosocket import AudioSocketServer, StreamingListener, read_pcm
 from ivr.flow import model as m
 from ivr.prompts import PromptCache
 from ivr.speech import Recognition, SpeechRecognizer, SpeechUnavailable, match_option
@@ -57,6 +58,9 @@ class Services:
     asr_host: Path = Path("recordings/asr")
     asr_asterisk: str = "/srv/hotline/recordings/asr"
     min_confidence: float = 0.5
+    # "record": RECORD FILE then recognise; "stream": AudioSocket, recognised live.
+    speech_mode: str = "record"
+    audiosocket: AudioSocketServer | None = None
 
 
 class _Handoff(Exception):
@@ -349,12 +353,16 @@ class CallSession:
             self.interaction.intent = node.intent
         for attempt in range(node.retries):
             digit, self.pending_digit = self.pending_digit, None
-            if digit is None:
-                digit = await self._play(node.prompt, keys)
             # Speech on every try but the last: the last try is DTMF only, so a
             # caller the recogniser cannot understand still gets through.
-            if digit is None and attempt < node.retries - 1 and self._can_listen(node):
-                digit, heard = await self._listen(node, keys)
+            listen = attempt < node.retries - 1 and self._can_listen(node)
+            streaming = listen and self.services.speech_mode == "stream"
+            if digit is None and not streaming:
+                digit = await self._play(node.prompt, keys)
+            if digit is None and listen:
+                digit, heard = await (
+                    self._listen_stream(node, keys) if streaming else self._listen(node, keys)
+                )
                 if digit is None and heard is not None and heard.text:
                     digit = self._understood(node, heard, step)
                     if digit is None:
@@ -477,6 +485,61 @@ class CallSession:
         step["result"] = "heard" if text else "nothing"
         return node.next
 
+    async def _listen_stream(
+        self, node: m.Menu, keys: str
+    ) -> tuple[str | None, Recognition | None]:
+        """Prompt and listening over AudioSocket: barge-in, result at end of speech."""
+        speech, server = self.services.speech, self.services.audiosocket
+        assert speech is not None
+        if server is None:
+            return await self._listen_after_prompt(node, keys)
+        model = await speech.model(self.language)
+        pcm = b"".join(
+            [await asyncio.to_thread(read_pcm, p) for p in await self._host_paths(node.prompt)]
+        )
+        key, connected = server.expect()
+        app = asyncio.create_task(
+            self.channel.exec("AudioSocket", f"{key},{server.host}:{server.port}")
+        )
+        try:
+            reader, writer = await asyncio.wait_for(asyncio.shield(connected), 5)
+        except TimeoutError:
+            server.forget(key)
+            log.error("AudioSocket did not connect: using record mode for this prompt")
+            await app
+            return await self._listen_after_prompt(node, keys)
+        grammar = sorted({p for o in node.options for p in o.phrases.get(self.language, ())})
+        result = await StreamingListener(model, [*grammar, "[unk]"], keys, speech.run).listen(
+            reader, writer, pcm, node.timeout_s
+        )
+        await app  # returns once the socket is closed (raises AgiHangup if they hung up)
+        if result.digit:
+            return result.digit, None
+        return None, Recognition(
+            result.text, result.confidence, self.language, "stream", result.barged_in
+        )
+
+    async def _listen_after_prompt(
+        self, node: m.Menu, keys: str
+    ) -> tuple[str | None, Recognition | None]:
+        digit = await self._play(node.prompt, keys)
+        return (digit, None) if digit else await self._listen(node, keys)
+
+    async def _host_paths(self, prompt: m.Prompt) -> list[Path]:
+        """Prompt parts as files on this host (for streaming them ourselves)."""
+        scope = self._scope()
+        prompts = self.services.prompts
+        out = []
+        for part in prompt.parts:
+            lang = part.speak_in or self.language
+            if lang in part.file:
+                out.append(prompts.host_dir / f"{part.file[lang]}.wav")
+            elif lang in part.text:
+                text = _Resolver(scope).format(part.text[lang])
+                await prompts.ensure(text, lang)
+                out.append(prompts.host_path(text, lang))
+        return out
+
     def _understood(self, node: m.Menu, heard: Recognition, step: dict[str, Any]) -> str | None:
         options = {o.key: list(o.phrases.get(self.language, ())) for o in node.options}
         key = match_option(heard.text, options)
@@ -488,6 +551,8 @@ class CallSession:
                 "confidence": heard.confidence,
                 "language": heard.language,
                 "option": key if confident else None,
+                "mode": heard.mode,
+                "barged_in": heard.barged_in,
             }
         )
         step.setdefault("heard", []).append(heard.text)
