@@ -15,6 +15,7 @@ import asyncio
 import re
 import shlex
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 @dataclass
@@ -29,6 +30,8 @@ class FakeCall:
     variables: dict[str, str] = field(default_factory=dict)
     played: list[str] = field(default_factory=list)
     hung_up_by_server: bool = False
+    # RECORD FILE writes an (empty) WAV here, as Asterisk would into the shared folder.
+    record_dir: Path | None = None
     closed_by_server: bool = False
 
     def env(self) -> bytes:
@@ -74,6 +77,10 @@ class FakeCall:
             if not k:
                 return "200 result= (timeout)"
             return f"200 result={k.rstrip('#')}"
+        if line.startswith("RECORD FILE"):
+            if self.record_dir is not None:
+                (self.record_dir / (Path(words[2]).name + ".wav")).write_bytes(b"RIFF")
+            return "200 result=0 (timeout) endpos=8000"
         if line.startswith("SET VARIABLE"):
             self.variables[words[2]] = words[3]
             return "200 result=1"

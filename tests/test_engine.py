@@ -241,3 +241,60 @@ async def test_subflow_set_branch_and_priority(services, tmp_path):
     assert call.variables["HOTLINE_PRIORITY"] == "5"
     it = await record(services, call)
     assert it.path == ["set_topic", "ask", "question", "yes_node", "back", "decide", "to_billing"]
+
+
+class ScriptedRecognizer:
+    """Stands in for Vosk in engine unit tests: hears what the test says, in order.
+
+    Real decoding is proven in tests/test_speech_live.py through real Asterisk.
+    """
+
+    def __init__(self, heard: list[str]) -> None:
+        self.heard = heard
+        self.grammars: list[list[str] | None] = []
+
+    def available(self, language: str) -> bool:
+        return language == "ko"
+
+    def warn_once(self, language: str, message: str) -> None:
+        pass
+
+    async def recognize_file(self, wav, language, phrases):
+        from ivr.speech import Recognition
+
+        self.grammars.append(phrases)
+        return Recognition(self.heard.pop(0), 0.9, language)
+
+
+async def _korean_call(server, services, tmp_path, heard, keys):
+    services.speech = ScriptedRecognizer(heard)
+    services.asr_host = tmp_path
+    call = FakeCall(keys=["9", *keys], record_dir=tmp_path)
+    await call.run(server.port)
+    return call, await record(services, call)
+
+
+async def test_speech_no_match_twice_then_dtmf_on_the_last_try(server, services, tmp_path):
+    call, it = await _korean_call(server, services, tmp_path, ["안녕", "안녕"], ["1"])
+    step = next(s for s in it.steps if s["node"] == "korean_menu")
+    assert step["tries"] == ["no_match:안녕", "no_match:안녕"] and step["result"] == "1"
+    assert call.variables["HOTLINE_QUEUE"] == "billing"
+    assert [t["option"] for t in it.transcripts] == [None, None]
+    # The grammar is the menu's own phrases in the caller's language.
+    assert services.speech.grammars[0] == ["요금 문의", "기술 지원", "상담원 연결"]
+    assert list(tmp_path.glob("*.wav")) == []  # utterances deleted
+
+
+async def test_speech_silence_reprompts_then_agent(server, services, tmp_path):
+    call, it = await _korean_call(server, services, tmp_path, ["", ""], [None])
+    step = next(s for s in it.steps if s["node"] == "korean_menu")
+    assert step["tries"] == ["no_input", "no_input", "no_input"]
+    assert step["result"] == "retries_exhausted"
+    assert call.variables["HOTLINE_QUEUE"] == "support"
+
+
+async def test_speech_choice_recorded_as_transcript(server, services, tmp_path):
+    call, it = await _korean_call(server, services, tmp_path, ["상담원 연결"], [])
+    assert call.variables["HOTLINE_QUEUE"] == "support"
+    assert it.transcripts[0]["text"] == "상담원 연결" and it.transcripts[0]["option"] == "0"
+    assert it.intent == "agent"
