@@ -221,10 +221,27 @@ class RecordingStore:
             raise RecordingError(f"{name}: not a recording of ours (expected LINKEDID--LEG.wav)")
         async with self._db.sessions() as s:
             row = await s.scalar(select(RecordingRow).where(RecordingRow.source == name))
-        if row is not None:  # crashed after the row: only the original is left to remove
+        if row is not None:
+            # Crashed after the row (only the original is left to remove), or the
+            # stored copy has gone since: store it again from this original.
             final = self.store_dir / row.path
-            if await asyncio.to_thread(_sha256, final) == row.sha256:
-                await asyncio.to_thread(spool_file.unlink, missing_ok=True)
+            intact = await asyncio.to_thread(final.exists) and (
+                await asyncio.to_thread(_sha256, final) == row.sha256
+            )
+            if not intact:
+                if await asyncio.to_thread(_sha256, spool_file) != row.sha256:
+                    raise RecordingError(
+                        f"{name}: differs from the recording already stored "
+                        "under this name; kept in the spool"
+                    )
+                tmp = final.with_name(f".{name}.tmp")
+                await asyncio.to_thread(_copy_verified, spool_file, tmp, row.sha256)
+                await asyncio.to_thread(os.replace, tmp, final)
+                await asyncio.to_thread(_fsync_dir, final.parent)
+                await self.audit.record(
+                    "system", "restore", row.id, "ok", {"sha256": row.sha256, "from": "spool"}
+                )
+            await asyncio.to_thread(spool_file.unlink, missing_ok=True)
             return recording_from_row(row)
         stat = await asyncio.to_thread(spool_file.stat)
         digest = await asyncio.to_thread(_sha256, spool_file)

@@ -80,6 +80,12 @@ class RecordingRow(Base):
     legal_hold: Mapped[bool] = mapped_column(default=False)
     hold_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
 
+    # Officers search by agent or queue over a date range (bench/recordings_bench.py).
+    __table_args__ = (
+        Index("ix_recordings_agent_started", "agent", "started_at"),
+        Index("ix_recordings_queue_started", "queue", "started_at"),
+    )
+
 
 class AuditRow(Base):
     """The tamper-evident log: each entry carries the hash of the one before."""

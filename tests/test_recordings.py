@@ -189,3 +189,16 @@ async def test_users_passwords_are_hashed(db: Database):
     assert await users.authenticate("nobody", "whatever12345") is None
     with pytest.raises(ValueError):
         await users.add("eve", "root", "long enough pw")
+
+
+async def test_lost_stored_copy_is_restored_from_the_spool(store: RecordingStore):
+    name = "1795390746.0--1795390751.1.wav"
+    src = make_wav(store.spool_dir / name, 1.0)
+    backup = src.read_bytes()
+    rec = await store.ingest(src, CallFacts())
+    (store.store_dir / rec.path).unlink()  # the stored copy is lost...
+    (store.spool_dir / name).write_bytes(backup)  # ...and the original turns up again
+    again = await store.ingest(store.spool_dir / name)
+    assert again.id == rec.id and (store.store_dir / rec.path).exists()
+    assert await store.verify() == []
+    assert (await store.audit.entries(1))[0].action == "restore"
