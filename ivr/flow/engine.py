@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 import string
 import time
@@ -156,7 +157,9 @@ class CallSession:
     # -- running ------------------------------------------------------------------
     async def run(self) -> None:
         store = self.services.interactions
-        await store.save(self.interaction)
+        # The first write (a trace even if this server dies mid-call) runs beside
+        # the greeting instead of delaying it; the last write waits for it.
+        first_save = asyncio.create_task(store.save(copy.deepcopy(self.interaction)))
         try:
             await self._walk()
         except _Handoff as h:
@@ -178,7 +181,14 @@ class CallSession:
         finally:
             self.interaction.ended_at = utcnow()
             # Shielded: the record is written even if the call's task is cancelled.
-            await asyncio.shield(store.save(self.interaction))
+            # The dialplan goes on (to the queue) only when this AGI session ends,
+            # so the record is complete before any agent's phone rings.
+            await asyncio.shield(self._final_save(first_save))
+
+    async def _final_save(self, first_save: asyncio.Task[None]) -> None:
+        with contextlib.suppress(Exception):
+            await first_save  # a failed first write is superseded by this one
+        await self.services.interactions.save(self.interaction)
 
     def _current_node(self) -> str | None:
         steps = self.interaction.steps
@@ -675,10 +685,6 @@ class CallSession:
         it = self.interaction
         it.queue = queue
         it.outcome = outcome  # type: ignore[assignment]
-        # Store the whole record before the caller leaves for the queue: the
-        # agent's phone may ring milliseconds later and the screen pop reads it.
-        it.ended_at = utcnow()
-        await self.services.interactions.save(it)
         # Set first what the dialplan needs to queue the caller, then the extras.
         await self.channel.set_variable("HOTLINE_QUEUE", queue)
         await self.channel.set_variable("HOTLINE_PRIORITY", str(priority))
