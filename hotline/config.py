@@ -169,28 +169,24 @@ class Config(_Section):
     def path(self, p: Path) -> Path:
         return p if p.is_absolute() else (self.base_dir / p)
 
-    def ami_secret(self) -> str | None:
-        """The AMI secret, from env/config or from ``secret_file``."""
-        if self.ami.secret is not None:
-            return self.ami.secret.get_secret_value()
-        if self.ami.secret_file is not None:
-            f = self.path(self.ami.secret_file)
+    def _secret(self, value: SecretStr | None, file: Path | None, key: str) -> str | None:
+        """A secret given inline (env) or in a file; an unreadable file names its key."""
+        if value is not None:
+            return value.get_secret_value()
+        if file is not None:
+            f = self.path(file)
             try:
                 return f.read_text().strip()
             except OSError as e:
-                raise ConfigError(f"ami.secret_file: cannot read {f}: {e.strerror}") from e
+                raise ConfigError(f"{key}: cannot read {f}: {e.strerror}") from e
         return None
 
+    def ami_secret(self) -> str | None:
+        """The AMI secret, from env/config or from ``secret_file``."""
+        return self._secret(self.ami.secret, self.ami.secret_file, "ami.secret_file")
+
     def mqtt_password(self) -> str | None:
-        if self.mqtt.password is not None:
-            return self.mqtt.password.get_secret_value()
-        if self.mqtt.password_file is not None:
-            f = self.path(self.mqtt.password_file)
-            try:
-                return f.read_text().strip()
-            except OSError as e:
-                raise ConfigError(f"mqtt.password_file: cannot read {f}: {e.strerror}") from e
-        return None
+        return self._secret(self.mqtt.password, self.mqtt.password_file, "mqtt.password_file")
 
     def database_url(self) -> str:
         """The database URL with a relative SQLite path made absolute."""
