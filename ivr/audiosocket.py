@@ -129,7 +129,8 @@ class StreamingListener:
 
     CHUNK_S = 0.1  # audio handed to the recogniser at a time
     SPEECH_RMS = 500  # 16-bit RMS above which a 20 ms frame counts as voice
-    HANGOVER_S = 0.4  # this much quiet after speech ends the utterance
+    HANGOVER_S = 0.4  # this much quiet after speech ends the utterance...
+    EARLY_S = 0.15  # ...or this much, when what was heard so far is a whole menu phrase
 
     def __init__(
         self, model: Any, grammar: list[str] | None, keys: str, run: Callable[..., Any]
@@ -163,7 +164,9 @@ class StreamingListener:
         stop_prompt = asyncio.Event()
         player = asyncio.create_task(self._play(writer, prompt_pcm, stop_prompt))
         buffer, pending = b"", bytearray()
-        heard_voice, last_voice = False, 0.0
+        heard_voice, last_voice, early_checked = False, 0.0, False
+        phrases = {" ".join(p.split()) for p in self._grammar or [] if p != "[unk]"}
+        segments: list[dict[str, Any]] = []  # words of utterances Vosk itself ended
         deadline = time.monotonic() + timeout_s + len(prompt_pcm) / 16000
         try:
             while time.monotonic() < deadline:
@@ -192,19 +195,33 @@ class StreamingListener:
                             stop_prompt.set()  # barge-in: the caller speaks over the prompt
                             result.barged_in = result.audio_s < len(prompt_pcm) / 16000
                         last_voice = time.monotonic()
+                        early_checked = False
                 if len(pending) >= int(self.CHUNK_S * 16000):
                     t = time.monotonic()
-                    await self._run(rec.AcceptWaveform, bytes(pending))
+                    await self._feed(rec, bytes(pending), segments)
                     result.decode_s += time.monotonic() - t
                     pending.clear()
-                if heard_voice and time.monotonic() - last_voice >= self.HANGOVER_S:
+                quiet = time.monotonic() - last_voice if heard_voice else 0.0
+                if phrases and quiet >= self.EARLY_S and not early_checked:
+                    # A short pause after a complete menu phrase is the end: do not
+                    # make the caller wait out the full hangover for "요금 문의".
+                    early_checked = True
+                    if pending:
+                        await self._feed(rec, bytes(pending), segments)
+                        pending.clear()
+                    partial = json.loads(await self._run(rec.PartialResult)).get("partial", "")
+                    so_far = " ".join([*(w["word"] for w in segments), partial]).split()
+                    if " ".join(so_far) in phrases:
+                        result.speech_end = time.monotonic()
+                        break
+                if heard_voice and quiet >= self.HANGOVER_S:
                     # End of speech: finish decoding what is left; that is all the delay.
                     result.speech_end = time.monotonic()
                     break
             if pending:
-                await self._run(rec.AcceptWaveform, bytes(pending))
+                await self._feed(rec, bytes(pending), segments)
             final = json.loads(await self._run(rec.FinalResult))
-            words = [w for w in final.get("result", []) if w.get("word") != "[unk]"]
+            words = [w for w in [*segments, *final.get("result", [])] if w.get("word") != "[unk]"]
             result.text = " ".join(w["word"] for w in words)
             result.confidence = (
                 round(sum(float(w.get("conf", 0)) for w in words) / len(words), 3) if words else 0.0
@@ -218,6 +235,11 @@ class StreamingListener:
                 writer.write(frame(KIND_HANGUP))
                 await writer.drain()
             writer.close()
+
+    async def _feed(self, rec: Any, pcm: bytes, segments: list[dict[str, Any]]) -> None:
+        """Decode more audio; when Vosk ends an utterance itself, keep its words."""
+        if await self._run(rec.AcceptWaveform, pcm):
+            segments.extend(json.loads(await self._run(rec.Result)).get("result", []))
 
     async def _play(self, writer: asyncio.StreamWriter, pcm: bytes, stop: asyncio.Event) -> None:
         """Send the prompt at real-time pace, 20 ms a frame, until done or barged in; then
