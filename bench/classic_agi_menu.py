@@ -8,8 +8,9 @@ the AGI environment on stdin and reads its commands from stdout.
 It does the work Hotline's flow does on the path ``bench/fastagi_load.py``
 walks (unknown caller -> greeting -> main menu -> billing menu -> agent), with
 the same prompt files and the same database work: the caller lookup, and the
-interaction row written when the call enters, before it is handed to the queue,
-and when the script ends.  It is not
+interaction row written when the call enters and when the script ends (the
+dialplan queues the caller once the script has exited).  Hotline overlaps its
+first write with the greeting; a sequential script does it before.  It is not
 a port of the whole flow (known callers, payments, Korean switch are left out).
 """
 
@@ -129,10 +130,7 @@ def main() -> int:
         queue = "billing"
         if menu(agi, BILLING_MENU, "120") == "0":
             row["inputs"] = {"main_menu": "1", "billing_menu": "0"}
-    # As Hotline does: the whole record is stored before the caller leaves for the
-    # queue (the agent's screen pop reads it), and once more when the script ends.
-    row.update(queue=queue, outcome="queued", ended_at=datetime.now(UTC).isoformat(" "))
-    save(db, row)
+    row.update(queue=queue, outcome="queued")
     agi.set_variable("HOTLINE_QUEUE", queue)
     agi.set_variable("HOTLINE_PRIORITY", "0")
     agi.set_variable("HOTLINE_INTERACTION", row["id"])

@@ -29,8 +29,9 @@ Three phases per engine and N:
 * ``paced``: calls start at --rate per second (N/rate seconds for all N) and
   Asterisk's answers to STREAM FILE and WAIT FOR DIGIT come after a think time
   (uniform 0.75-1.25 x --think, by default sized so a call lasts ~1.25 x the
-  ramp), so all N calls are in flight together, at a call rate above a real
-  call centre's with N agents' worth of callers.  This is the per-command
+  ramp), so all N calls are in flight together.  At the default 60 calls/s a
+  call at N=1000 lasts ~21 s, about the real length of this path's prompts
+  (1000 callers in the menu would arrive at ~48/s).  This is the per-command
   overhead at N concurrent calls.
 
 pyst2 runs N=100 by default (--classic-n 100 1000 adds N=1000); above
@@ -45,6 +46,11 @@ any time the command waited behind other calls).  The first command (from the
 start of the call: connect, or fork+exec) is reported as call setup, the close
 after the last reply as teardown; neither is in the per-command figures.  The
 client's own event-loop lag is recorded per phase (JSON: client_loop_lag).
+"Inside the server" is the Hotline server's own share, from having a reply
+parsed to sending the next command: the --serve process wraps
+AgiChannel.command to time it (bench code only; the server is not changed).
+Each phase also records the CPU other processes used meanwhile (/proc/stat), as
+the machine may be shared.
 
 By default the client runs on CPU 0 and the server side (the Hotline process,
 or every pyst2 process) on CPU 1, so both engines get one core.
@@ -1127,7 +1133,7 @@ def main() -> int:
     p.add_argument(
         "--no-interaction-writes",
         action="store_true",
-        help="experiment: Hotline server without its interaction writes (3 per call here)",
+        help="experiment: Hotline server without its interaction writes (2 per call)",
     )
     p.add_argument("--json", action="store_true", help="print every result as JSON instead")
     p.add_argument("--json-out", type=Path, help="also write every result as JSON to this file")
