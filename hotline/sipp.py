@@ -162,9 +162,8 @@ _EXPECT_BYE = """\
 """
 
 
-_AGENT_PHONE = """\
-<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="agent phone: rings, answers after a delay, talks, waits for BYE">
+# An agent's phone rings: INVITE, 180 Ringing, a pause.
+_RINGING = """\
   <recv request="INVITE" crlf="true"/>
   <send>
     <![CDATA[
@@ -179,6 +178,15 @@ _AGENT_PHONE = """\
     ]]>
   </send>
   <pause milliseconds="{delay}"/>
+"""
+
+_AGENT_PHONE = (
+    """\
+<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="agent phone: rings, answers after a delay, talks, waits for BYE">
+"""
+    + _RINGING
+    + """\
   <send retrans="500">
     <![CDATA[
       SIP/2.0 200 OK
@@ -202,40 +210,19 @@ _AGENT_PHONE = """\
   </send>
   <recv request="ACK" crlf="true"/>
 {talk}
-  <recv request="BYE"/>
-  <send>
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-      Content-Length: 0
-    ]]>
-  </send>
-</scenario>
 """
+    + _EXPECT_BYE
+    + "</scenario>\n"
+)
 
 
-_AGENT_BUSY = """\
+_AGENT_BUSY = (
+    """\
 <?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="agent phone: rings, then declines (486 Busy Here)">
-  <recv request="INVITE" crlf="true"/>
-  <send>
-    <![CDATA[
-      SIP/2.0 180 Ringing
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-      Content-Length: 0
-    ]]>
-  </send>
-  <pause milliseconds="{delay}"/>
+"""
+    + _RINGING
+    + """\
   <send>
     <![CDATA[
       SIP/2.0 486 Busy Here
@@ -250,6 +237,7 @@ _AGENT_BUSY = """\
   <recv request="ACK"/>
 </scenario>
 """
+)
 
 
 def caller_scenario(
@@ -366,6 +354,14 @@ def _read_error_logs(folder: Path) -> str:
     return "".join(f.read_text(errors="replace") for f in folder.glob("*_errors.log"))
 
 
+def _udp_bound(port: int) -> bool:
+    """Whether something listens on 127.0.0.1:port/udp (from /proc/net/udp)."""
+    needle = f":{port:04X} "
+    with contextlib.suppress(OSError), open("/proc/net/udp") as f:
+        return any(needle in line.split("00000000:0000")[0] for line in f)
+    return False
+
+
 class Agent:
     """A sipp UAS playing agent 100N's phone on 127.0.0.1:507N (answers, waits for BYE)."""
 
@@ -416,15 +412,38 @@ class Agent:
             "-mp",
             str(31000 + 10 * int(self.number[-1])),
         ]
-        self.proc = await asyncio.create_subprocess_exec(
-            *argv,
-            cwd=self._dir.name,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-            stdin=asyncio.subprocess.DEVNULL,
-            env={**os.environ, "TERM": "dumb"},
-        )
-        await asyncio.sleep(0.3)
+        for _attempt in range(3):
+            err = (Path(self._dir.name) / "stderr.txt").open("wb")
+            self.proc = await asyncio.create_subprocess_exec(
+                *argv,
+                cwd=self._dir.name,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=err,
+                stdin=asyncio.subprocess.DEVNULL,
+                env={**os.environ, "TERM": "dumb"},
+            )
+            err.close()
+            # Ready once its SIP port is bound; a phone that died at start (port
+            # still held by the previous test's phone, say) is started again.
+            for _ in range(40):
+                if self.proc.returncode is not None or await asyncio.to_thread(
+                    _udp_bound, self.port
+                ):
+                    break
+                await asyncio.sleep(0.05)
+            if self.proc.returncode is None:
+                return
+            await asyncio.sleep(0.5)
+        raise RuntimeError(f"agent {self.number}'s sipp would not start: {self.errors()}")
+
+    def errors(self) -> str:
+        """What sipp said on stderr and in its error log (for test failures)."""
+        folder = Path(self._dir.name)
+        text = ""
+        for f in [folder / "stderr.txt", *folder.glob("*_errors.log")]:
+            with contextlib.suppress(OSError):
+                text += f.read_text(errors="replace")[-1500:]
+        return text
 
     async def wait(self, timeout: float) -> int | None:
         """The UAS's exit code once it handled its calls, or None on timeout."""

@@ -73,7 +73,7 @@ async def test_press_1_then_0_rings_agent_1001_in_billing(live_server: Services)
         )
         assert result.ok, result.stderr
         # The agent's sipp answered one call and got its BYE: 1001's phone rang.
-        assert await agent.wait(10) == 0
+        assert await agent.wait(10) == 0, agent.errors()
     finally:
         await agent.stop()
     it = await interaction_for(live_server, caller, before)
