@@ -574,17 +574,35 @@ async def file_round(decode: Any, utts: list[Utterance], n: int) -> dict[str, An
     return s
 
 
+async def undisturbed(args: argparse.Namespace, once: Any) -> dict[str, Any]:
+    """Run a round; again (after a pause) when other processes took CPU meanwhile."""
+    for attempt in range(1 + args.retries):
+        if attempt:
+            await asyncio.sleep(args.retry_pause_s)
+        r: dict[str, Any] = await once()
+        s = r.get("summary", r)
+        s["attempts"] = attempt + 1
+        if s["others_cpu"] <= args.others_max:
+            break
+        say(f"  others used {s['others_cpu']} cores: again")
+    return r
+
+
 async def file_bursts(
-    key: str, speech: SpeechRecognizer, model: Any, utts: list[Utterance], ns: list[int]
+    args: argparse.Namespace,
+    key: str,
+    speech: SpeechRecognizer,
+    model: Any,
+    utts: list[Utterance],
 ) -> list[dict[str, Any]]:
     out = []
-    for n in ns:
+    for n in args.n:
         if key == "default":
 
             async def decode(p: Path) -> Any:
                 return await speech.recognize_file(p, LANG, PHRASES)
 
-            s = await file_round(decode, utts, n)
+            s = await undisturbed(args, lambda d=decode, n=n: file_round(d, utts, n))
         else:
             pool = SpeechRecognizer({}, workers=n)
 
@@ -592,11 +610,38 @@ async def file_bursts(
                 # What recognize_file runs, in a pool of N workers.
                 return await pool.run(_decode_file, model, p, PHRASES, LANG)
 
-            s = await file_round(decode, utts, n)
+            s = await undisturbed(args, lambda d=decode, n=n: file_round(d, utts, n))
             pool.close()
         s["workers"] = 2 if key == "default" else n
         out.append(s)
         say(f"record burst {key} N={n}: {s['latency']}")
+    return out
+
+
+def memory_summary(res: dict[str, Any]) -> dict[str, Any]:
+    """RSS with N recognitions in flight, from the rounds with the default pool (they run
+    before the N-worker pools, whose threads grow the allocator's arenas)."""
+    base = res["memory"]["after_load_mb"]
+    out: dict[str, Any] = {}
+    rounds = res["stream"]["concurrent"]["default"]
+    if rounds:
+        big = max(rounds, key=lambda r: r["n"])
+        peak = big["summary"]["rss_peak_mb"]
+        out["streams"] = {
+            "n": big["n"],
+            "peak_mb": peak,
+            "over_model_mb": round(peak - base, 1),
+            # Upper bound: includes what the allocator kept from earlier rounds.
+            "per_stream_mb_upper": round((peak - base) / big["n"], 2),
+        }
+    bursts = res["record"]["concurrent"]["default"]
+    if bursts:
+        peak = max(s["rss_peak_mb"] for s in bursts)
+        out["files"] = {
+            "n": max(s["n"] for s in bursts),
+            "peak_mb": peak,
+            "over_model_mb": round(peak - base, 1),
+        }
     return out
 
 
@@ -805,7 +850,9 @@ def report(res: dict[str, Any]) -> str:
     for key, label in (("default", "2"), ("n_workers", "N")):
         for s in rec["concurrent"][key]:
             L.append(
-                f"| {label} | {s['n']} | {s['correct']}/{s['n']} | {trio(s['latency'])} | "
+                f"| {label} | {s['n']}"
+                + (" (run again)" if s.get("attempts", 1) > 1 else "")
+                + f" | {s['correct']}/{s['n']} | {trio(s['latency'])} | "
                 f"{s['rtf_max']} | {s['throughput_x_realtime']} | {s['others_cpu']} | "
                 f"{s['rss_before_mb']} / {s['rss_peak_mb']} | "
                 f"{'yes' if s['keeps_up'] else 'no'} |"
@@ -819,24 +866,22 @@ def report(res: dict[str, Any]) -> str:
         f"| before vosk is imported | {mem['start_mb']} |",
         f"| vosk imported | {mem['vosk_imported_mb']} |",
         f"| model loaded (once, {mem['load_s']} s) | {mem['after_load_mb']} |",
-        f"| peak during any concurrent round | {mem['peak_mb']} |",
+        f"| peak during any round (incl. N-worker pools) | {mem['peak_mb']} |",
         *(
             [
-                f"| largest stream round with 2 workers (N={lr['n']}): growth over the RSS "
-                f"before it ({lr['per_stream_mb']} MB per stream; {lr['growth_over_series_mb']}"
-                " MB over all stream rounds with 2 workers) "
-                f"| +{lr['rss_delta_mb']} |"
+                f"| peak with {ms['n']} streams in flight (2 workers; the largest N run): "
+                f"+{ms['over_model_mb']} MB over the loaded model, at most "
+                f"{ms['per_stream_mb_upper']} MB per stream | {ms['peak_mb']} |"
             ]
-            if (lr := mem.get("largest_round"))
+            if (ms := mem.get("streams"))
             else []
         ),
         *(
             [
-                f"| record-mode bursts with N workers, N up to {lf['n']}: growth over the "
-                f"series (N decodes in flight at once; largest burst +{lf['rss_delta_mb']} MB) | "
-                f"+{lf['rss_growth_over_series_mb']} |"
+                f"| peak during record-mode bursts of up to {mf['n']} files (2 workers) "
+                f"+{mf['over_model_mb']} MB over the loaded model | {mf['peak_mb']} |"
             ]
-            if (lf := mem.get("largest_file_burst"))
+            if (mf := mem.get("files"))
             else []
         ),
         f"| end of run | {mem['end_mb']} |",
@@ -944,7 +989,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
 
         # Record mode, bursts of N (the N-worker pools run last: their threads grow RSS).
         bursts = res["record"]["concurrent"]
-        bursts["default"] = await file_bursts("default", speech, model, utts, args.n)
+        bursts["default"] = await file_bursts(args, "default", speech, model, utts)
 
         # Stream mode.
         server = AudioSocketServer("127.0.0.1", 0)  # ephemeral port, loopback only
@@ -975,14 +1020,14 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                     pool = speech if key == "default" else SpeechRecognizer({}, workers=n)
                     same_model &= (await speech.model(LANG)) is model
                     reps = args.repeats if n >= args.repeat_from else 1
-                    # A round during which other processes took CPU is run again (once by
-                    # default); the table shows how much they took in the round kept.
-                    for attempt in range(1 + args.retries):
-                        r = await stream_round(server, model, utts, n, pool.run, rng, reps)
-                        r["summary"]["attempts"] = attempt + 1
-                        if r["summary"]["others_cpu"] <= args.others_max:
-                            break
-                        say(f"  others used {r['summary']['others_cpu']} cores: again")
+                    # A round during which other processes took CPU is run again; the
+                    # table shows how much they took in the round kept.
+                    r = await undisturbed(
+                        args,
+                        lambda pool=pool, n=n, reps=reps: stream_round(
+                            server, model, utts, n, pool.run, rng, reps
+                        ),
+                    )
                     if pool is not speech:
                         pool.close()
                     r["n"], r["workers"] = n, (2 if key == "default" else n)
@@ -999,7 +1044,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         finally:
             await server.stop()
 
-        bursts["n_workers"] = await file_bursts("n_workers", speech, model, utts, args.n)
+        bursts["n_workers"] = await file_bursts(args, "n_workers", speech, model, utts)
         for s in bursts["default"] + bursts["n_workers"]:
             peaks.append(s["rss_peak_mb"])
             round_deltas.append(s["rss_delta_mb"])
@@ -1011,26 +1056,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     mem["peak_mb"] = max(peaks, default=None)
     mem["end_mb"] = mb(rss_kb())
     res["memory"] = mem
-    fb = res["record"]["concurrent"]["n_workers"]
-    if fb:
-        big_f = max(fb, key=lambda s: s["n"])
-        mem["largest_file_burst"] = {
-            "n": big_f["n"],
-            "rss_delta_mb": big_f["rss_delta_mb"],
-            "rss_growth_over_series_mb": round(big_f["rss_peak_mb"] - fb[0]["rss_before_mb"], 1),
-        }
-    rounds = res["stream"]["concurrent"]["default"]  # the first concurrent rounds run
-    if rounds:
-        big = max(rounds, key=lambda r: r["n"])
-        mem["largest_round"] = {
-            "n": big["n"],
-            "workers": big["workers"],
-            "rss_delta_mb": big["summary"]["rss_delta_mb"],
-            "per_stream_mb": round(big["summary"]["rss_delta_mb"] / big["n"], 2),
-            "growth_over_series_mb": round(
-                big["summary"]["rss_peak_mb"] - rounds[0]["summary"]["rss_before_mb"], 1
-            ),
-        }
+    mem.update(memory_summary(res))
 
     def largest(rounds: list[dict[str, Any]]) -> int:
         best = 0
@@ -1249,8 +1275,9 @@ def notes(res: dict[str, Any]) -> list[str]:
         "bursts with N workers.",
         "Other processes on this machine (other benchmarks, test suites) may have run at the "
         "same time; 'others' is the CPU they used during the round, from /proc/stat.  A "
-        f"stream round in which they used more than {res['args']['others_max']} cores is run "
-        f"again (at most {res['args']['retries']} time(s)); the last attempt is kept.",
+        f"round in which they used more than {res['args']['others_max']} cores is run "
+        f"again after {res['args']['retry_pause_s']:.0f} s (at most {res['args']['retries']} "
+        "times); the last attempt is kept and marked 'run again'.",
     ]
 
 
@@ -1278,8 +1305,9 @@ def main() -> int:
         default=0.25,
         help="run a stream round again when other processes used more CPU (cores) than this",
     )
-    p.add_argument("--retries", type=int, default=1, help="... at most this many times")
-    p.add_argument("--budget-s", type=float, default=330.0, help="stop escalating after this")
+    p.add_argument("--retries", type=int, default=2, help="... at most this many times")
+    p.add_argument("--retry-pause-s", type=float, default=5.0, help="... after this pause")
+    p.add_argument("--budget-s", type=float, default=300.0, help="stop escalating after this")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--json-out", type=Path)
     p.add_argument("--md-out", type=Path)
