@@ -67,6 +67,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import platform
@@ -128,6 +129,7 @@ def serve(
     log_level: str,
     switch_interval: float | None = None,
     no_interaction_writes: bool = False,
+    database_url: str | None = None,
 ) -> None:
     """Hotline's IVR side as ``hotline serve`` builds it, on 127.0.0.1 and a free port.
 
@@ -184,8 +186,10 @@ def serve(
             return None
 
     async def main() -> None:
-        db = Database(f"sqlite+aiosqlite:///{db_path}")
+        db = Database(database_url or f"sqlite+aiosqlite:///{db_path}")
         await db.migrate()
+        if database_url:
+            await CustomerDirectory(db).import_csv(REPO / "dialplans" / "data" / "customers.csv")
         services = Services(
             prompts=PromptCache(
                 prompts_dir, cfg.paths.prompts_asterisk, dict(cfg.tts.voices), cfg.tts.rate
@@ -214,9 +218,11 @@ def serve(
 
         await loop.connect_read_pipe(Stdin, sys.stdin)
         loop.add_signal_handler(signal.SIGUSR1, dump_internal)
+        gc.freeze()  # as hotline serve does once started
         print(f"READY {server.port}", flush=True)
         await stdin_closed
         await server.stop()
+        await services.interactions.close()
         await db.close()
         stats = {
             "served": server.served,
@@ -227,6 +233,21 @@ def serve(
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     asyncio.run(main())
+
+
+async def create_pg_database(admin_url: str) -> str:
+    """A new, empty PostgreSQL database for one benchmark run; returns its asyncpg URL."""
+    import asyncpg
+
+    name = f"hotline_bench_{os.getpid()}_{random.randrange(10**6)}"
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    base = admin_url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+    log(f"PostgreSQL database {name} (left in place; drop it when done)")
+    return f"{base}/{name}"
 
 
 # -- /proc ----------------------------------------------------------------------------------
@@ -1018,6 +1039,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     started["git"] = git_state()
     results: list[dict[str, Any]] = []
     server_args = ["--log-level", args.log_level]
+    if args.postgresql:
+        server_args += ["--database-url", await create_pg_database(args.postgresql)]
     if args.switch_interval:
         server_args += ["--switch-interval", str(args.switch_interval)]
     if args.no_interaction_writes:
@@ -1137,6 +1160,14 @@ def main() -> int:
     )
     p.add_argument("--json", action="store_true", help="print every result as JSON instead")
     p.add_argument("--json-out", type=Path, help="also write every result as JSON to this file")
+    p.add_argument(
+        "--postgresql",
+        metavar="ADMIN_URL",
+        nargs="?",
+        const="postgresql://postgres@127.0.0.1:5432/postgres",
+        help="Hotline on a fresh PostgreSQL database (made through ADMIN_URL) instead of SQLite",
+    )
+    p.add_argument("--database-url", help=argparse.SUPPRESS)
     p.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--prepare-db", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--db", type=Path, help=argparse.SUPPRESS)
@@ -1147,7 +1178,12 @@ def main() -> int:
         return 0
     if args.serve:
         serve(
-            args.db, args.prompts, args.log_level, args.switch_interval, args.no_interaction_writes
+            args.db,
+            args.prompts,
+            args.log_level,
+            args.switch_interval,
+            args.no_interaction_writes,
+            args.database_url,
         )
         return 0
     raise_fd_limit()

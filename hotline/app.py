@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import Callable
@@ -237,6 +238,10 @@ async def serve(cfg: Config, role: str = "all", ready: asyncio.Event | None = No
                 )
                 cti.attach(ami)
                 await ami.start()
+        # Everything loaded so far (flows, models, SQLAlchemy's caches) lives as
+        # long as the server: keep it out of the cyclic collector's full passes,
+        # which otherwise pause every call's AGI traffic for tens of ms.
+        gc.freeze()
         log.info("hotline serving", extra={"role": role})
         if ready is not None:
             ready.set()
@@ -255,4 +260,5 @@ async def serve(cfg: Config, role: str = "all", ready: asyncio.Event | None = No
             await cti.stop()
         if publisher is not None:
             await publisher.stop()
+        await interactions.close()
         await db.close()

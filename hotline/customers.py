@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import csv
+import logging
 import re
 from dataclasses import asdict, dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hotline.db import Database
 from hotline.tables import CustomerRow
+
+log = logging.getLogger("hotline.customers")
 
 CSV_FIELDS = (
     "name",
@@ -69,6 +76,21 @@ class Customer:
         return d
 
 
+_CUSTOMERS = CustomerRow.__table__
+_CUSTOMER_FIELDS = (
+    "id",
+    "name",
+    "phone",
+    "account",
+    "language",
+    "balance_cents",
+    "last_bill_date",
+    "last_bill_cents",
+    "bill_due_date",
+    "open_ticket",
+)
+
+
 def _customer(row: CustomerRow) -> Customer:
     return Customer(
         id=row.id,
@@ -106,21 +128,61 @@ def _date(text: str, where: str) -> date | None:
 
 
 class CustomerDirectory:
+    """The customer directory: lookups for calls, import and listing for admins.
+
+    The lookups run at the start of every call, before the greeting, so they
+    keep one reader connection in autocommit mode (no BEGIN/ROLLBACK, no pool
+    checkout, no ORM): 0.2 ms per lookup instead of 0.7-1 ms of event-loop time
+    through a pooled ORM session, which at 1000 calls in the menu delayed every
+    other call's AGI commands.  A broken reader (database restarted) is
+    replaced and the lookup retried once.
+    """
+
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._reader: AsyncConnection | None = None
+        self._reader_lock = asyncio.Lock()
 
     async def by_phone(self, number: str) -> Customer | None:
         phone = normalize_phone(number)
         if not phone:
             return None
-        async with self._db.sessions() as s:
-            row = await s.scalar(select(CustomerRow).where(CustomerRow.phone == phone))
-            return _customer(row) if row else None
+        return await self._one(_CUSTOMERS.c.phone == phone)
 
     async def by_account(self, account: str) -> Customer | None:
-        async with self._db.sessions() as s:
-            row = await s.scalar(select(CustomerRow).where(CustomerRow.account == account.strip()))
-            return _customer(row) if row else None
+        return await self._one(_CUSTOMERS.c.account == account.strip())
+
+    async def _one(self, where: ColumnElement[bool]) -> Customer | None:
+        stmt = select(_CUSTOMERS).where(where).limit(1)
+        async with self._reader_lock:
+            for attempt in (1, 2):
+                if self._reader is None:
+                    self._db.on_close(self.close)
+                    conn = await self._db.engine.connect()
+                    self._reader = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                try:
+                    row = (await self._reader.execute(stmt)).mappings().first()
+                    break
+                except (DBAPIError, OSError):
+                    await self._drop_reader()
+                    if attempt == 2:
+                        raise
+                    log.warning("customer lookup: reader connection lost; reconnecting")
+        return Customer(**{name: row[name] for name in _CUSTOMER_FIELDS}) if row else None
+
+    async def _drop_reader(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            with contextlib.suppress(Exception):
+                await reader.invalidate()
+                await reader.close()
+
+    async def close(self) -> None:
+        """Release the reader connection (before the database is closed)."""
+        async with self._reader_lock:
+            if self._reader is not None:
+                await self._reader.close()
+                self._reader = None
 
     async def get(self, customer_id: int) -> Customer | None:
         async with self._db.sessions() as s:

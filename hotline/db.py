@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Connection
+from sqlalchemy import Connection, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
@@ -23,9 +25,21 @@ class Database:
         kwargs: dict[str, object] = {"echo": echo}
         if u.get_backend_name() == "postgresql":
             kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
+        elif u.database not in (None, "", ":memory:"):
+            # A SQLite connection is a thread (aiosqlite); the default pool (5 kept,
+            # 10 overflow) opened and closed one per lookup in bursts of calls.
+            kwargs.update(pool_size=20, max_overflow=10)
         self.url = url
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        if u.get_backend_name() == "sqlite":
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._closers: list[Callable[[], Awaitable[None]]] = []
+
+    def on_close(self, closer: Callable[[], Awaitable[None]]) -> None:
+        """Run ``closer`` (e.g. release a held connection) before the engine is disposed."""
+        if closer not in self._closers:
+            self._closers.append(closer)
 
     async def migrate(self) -> None:
         """Bring the schema to the newest revision (Alembic), idempotently."""
@@ -33,7 +47,21 @@ class Database:
             await conn.run_sync(_upgrade)
 
     async def close(self) -> None:
+        for closer in self._closers:
+            await closer()
+        self._closers.clear()
         await self.engine.dispose()
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL: the caller lookups of new calls read while the interaction writer
+    # commits, instead of sleeping in SQLite's busy handler behind its lock
+    # (3.5 ms per lookup at 1000 calls).  synchronous stays FULL: a commit is
+    # on disk when it returns (the recording store relies on it).
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
 
 
 def _upgrade(connection: Connection) -> None:

@@ -2,12 +2,17 @@
 
 One row per call through the IVR, keyed by Asterisk's linkedid (``call_id``).
 The record is written twice: when the call enters the flow (so a crashed
-server still leaves a trace) and when it leaves (with the whole path).
+server still leaves a trace) and when it leaves (with the whole path); the
+writes go through one batching writer (``InteractionStore``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import copy
+import itertools
+import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,6 +22,8 @@ from sqlalchemy import select
 
 from hotline.db import Database
 from hotline.tables import InteractionRow
+
+log = logging.getLogger("hotline.interactions")
 
 Outcome = Literal["in_progress", "self_served", "queued", "abandoned", "error"]
 
@@ -95,6 +102,29 @@ _FIELDS = (
 )
 
 
+def _upsert_statement(dialect: str) -> Any:
+    """INSERT ... ON CONFLICT (id) DO UPDATE, for executemany over a batch."""
+    table = InteractionRow.__table__
+    insert: Any
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        raise NotImplementedError(f"interaction records on {dialect!r}: use SQLite or PostgreSQL")
+    stmt = insert(table)
+    return stmt.on_conflict_do_update(
+        index_elements=[table.c.id],
+        set_={name: stmt.excluded[name] for name in _FIELDS},
+    )
+
+
+def _consume_exception(future: asyncio.Future[None]) -> None:
+    # The writer already logged it; nobody waits for this one.
+    if not future.cancelled():
+        future.exception()
+
+
 def _from_row(row: InteractionRow) -> Interaction:
     started = row.started_at
     ended = row.ended_at
@@ -126,45 +156,132 @@ def _from_row(row: InteractionRow) -> Interaction:
 
 
 class InteractionStore:
-    """Interaction records in the database, with the latest hand-offs kept in memory.
+    """Interaction records in the database, written behind the calls, in batches.
 
-    When the IVR and the CTI share one process (``hotline serve``), the screen
-    pop for a call reads the record the IVR just handed over from memory:
-    the agent's phone rings milliseconds after the hand-off, and a database
-    round trip there is the slowest part of a pop.
+    A save is a snapshot handed to one writer task.  At 1000 calls in the menu a
+    transaction per save (about 1.3 ms of event-loop time each) delayed every
+    other call's next AGI command (docs/benchmarks.md, FastAGI), so the writer
+    lets queued saves gather for up to ``LINGER_S`` and upserts them in one
+    transaction (SQLAlchemy Core, executemany, ~0.1 ms per row), in chunks of
+    ``CHUNK_ROWS`` with the event loop free in between.
+
+    ``save`` returns once the row is committed; ``save(..., wait=False)`` only
+    queues it (written within ``LINGER_S``, or at once by ``flush``/``close``).
+    The newest snapshot of a record wins; a failed write is logged and raised
+    to whoever waits for it.
+
+    The latest hand-offs are also kept in memory: when the IVR and the CTI
+    share one process (``hotline serve``) the screen pop reads the record the
+    IVR just handed over without a database round trip.
     """
 
     HANDOFF_CACHE = 5000
+    BATCH_MAX = 500
+    CHUNK_ROWS = 8
+    LINGER_S = 0.25
 
     def __init__(self, db: Database) -> None:
         self._db = db
         self._recent: OrderedDict[str, Interaction] = OrderedDict()
+        # Interaction id -> newest snapshot's row values and everyone waiting for it.
+        self._pending: dict[str, tuple[dict[str, Any], list[asyncio.Future[None]]]] = {}
+        self._wake = asyncio.Event()  # something is queued
+        self._now = asyncio.Event()  # someone waits: write without lingering
+        self._writer: asyncio.Task[None] | None = None
+        self._upsert: Any = None
+        self.batches = 0  # statements issued, for tests and benchmarks
 
-    def _remember(self, interaction: Interaction) -> None:
-        snapshot = copy.deepcopy(interaction)
-        for key in (interaction.id, interaction.call_id):
+    def _remember(self, snapshot: Interaction) -> None:
+        for key in (snapshot.id, snapshot.call_id):
             self._recent[key] = snapshot
             self._recent.move_to_end(key)
         while len(self._recent) > self.HANDOFF_CACHE:
             self._recent.popitem(last=False)
 
-    async def save(self, interaction: Interaction) -> None:
-        """Insert or update the record (the same call saved again overwrites)."""
-        if interaction.ended_at is not None:
-            self._remember(interaction)
-        async with self._db.sessions() as s, s.begin():
-            row = await s.get(InteractionRow, interaction.id)
-            if row is None:
-                row = InteractionRow(id=interaction.id)
-                s.add(row)
-            for name in _FIELDS:
-                setattr(row, name, getattr(interaction, name))
+    async def save(self, interaction: Interaction, *, wait: bool = True) -> None:
+        """Insert or update the record (the same call saved again overwrites).
+
+        The record is copied now: the caller may go on changing it.  Raises
+        what the database raised when ``wait`` is true.
+        """
+        snapshot = copy.deepcopy(interaction)
+        if snapshot.ended_at is not None:
+            self._remember(snapshot)
+        values = {name: getattr(snapshot, name) for name in _FIELDS}
+        values["id"] = snapshot.id
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = self._pending.get(snapshot.id)
+        if entry is None:
+            self._pending[snapshot.id] = (values, [waiter])
+        else:
+            entry[1].append(waiter)  # superseded: one write serves both
+            self._pending[snapshot.id] = (values, entry[1])
+        self._wake.set()
+        if wait:
+            self._now.set()
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_loop(), name="interaction-writer")
+        if wait:
+            await asyncio.shield(waiter)
+        else:
+            waiter.add_done_callback(_consume_exception)
+
+    async def flush(self) -> None:
+        """Wait until everything saved so far is written (errors are logged, not raised)."""
+        waiters = [w for _, ws in self._pending.values() for w in ws]
+        if waiters:
+            self._now.set()
+            await asyncio.gather(*waiters, return_exceptions=True)
+
+    async def close(self) -> None:
+        await self.flush()
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+            self._writer = None
+
+    async def _write_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            if not self._now.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._now.wait(), self.LINGER_S)
+            self._wake.clear()
+            self._now.clear()
+            while self._pending:
+                ids = list(itertools.islice(self._pending, self.BATCH_MAX))
+                batch = [self._pending.pop(i) for i in ids]
+                try:
+                    await self._write([values for values, _ in batch])
+                except Exception as e:
+                    log.exception("writing %d interaction record(s) failed", len(batch))
+                    for _, waiters in batch:
+                        for w in waiters:
+                            if not w.done():
+                                w.set_exception(e)
+                else:
+                    for _, waiters in batch:
+                        for w in waiters:
+                            if not w.done():
+                                w.set_result(None)
+
+    async def _write(self, rows: list[dict[str, Any]]) -> None:
+        async with self._db.engine.begin() as conn:
+            if self._upsert is None:
+                self._upsert = _upsert_statement(conn.dialect.name)
+            for start in range(0, len(rows), self.CHUNK_ROWS):
+                if start:
+                    await asyncio.sleep(0)  # let the calls' AGI commands through
+                await conn.execute(self._upsert, rows[start : start + self.CHUNK_ROWS])
+        self.batches += 1
 
     async def get(self, key: str) -> Interaction | None:
         """By interaction id or by call id (the newest for that call)."""
         cached = self._recent.get(key)
         if cached is not None:
             return copy.deepcopy(cached)
+        await self.flush()  # read what this process saved
         async with self._db.sessions() as s:
             row = await s.get(InteractionRow, key)
             if row is None:
@@ -177,6 +294,7 @@ class InteractionStore:
             return _from_row(row) if row else None
 
     async def recent(self, limit: int = 20, caller: str | None = None) -> list[Interaction]:
+        await self.flush()
         async with self._db.sessions() as s:
             q = select(InteractionRow).order_by(InteractionRow.started_at.desc()).limit(limit)
             if caller is not None:

@@ -81,16 +81,18 @@ def prompt_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-async def services(db: Database, prompt_dir: Path, demo_config: Config) -> Services:
+async def services(db: Database, prompt_dir: Path, demo_config: Config) -> AsyncIterator[Services]:
     directory = CustomerDirectory(db)
     await directory.import_csv(REPO / "dialplans" / "data" / "customers.csv")
-    return Services(
+    services = Services(
         prompts=PromptCache(prompt_dir, "/srv/hotline/prompts", dict(demo_config.tts.voices)),
         directory=directory,
         interactions=InteractionStore(db),
         flows=load_flows(REPO / "dialplans"),
         fallback_queue="support",
     )
+    yield services
+    await services.interactions.close()
 
 
 # -- the real Asterisk sandbox ---------------------------------------------------------------
@@ -156,6 +158,7 @@ async def live_server(
     finally:
         await server.stop()
         await services.audiosocket.stop()
+        await services.interactions.close()
         await database.close()
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import logging
 import string
 import time
@@ -133,7 +132,15 @@ def _spoken_date(d: date | None, language: str) -> str:
 
 
 class CallSession:
-    def __init__(self, channel: AgiChannel, flow: m.Flow, services: Services, call_id: str) -> None:
+    def __init__(
+        self,
+        channel: AgiChannel,
+        flow: m.Flow,
+        services: Services,
+        call_id: str,
+        caller_lookup: asyncio.Task[Customer | None] | None = None,
+    ) -> None:
+        self._caller_lookup = caller_lookup
         self.channel = channel
         self.flow = flow
         self.services = services
@@ -156,10 +163,9 @@ class CallSession:
 
     # -- running ------------------------------------------------------------------
     async def run(self) -> None:
-        store = self.services.interactions
-        # The first write (a trace even if this server dies mid-call) runs beside
-        # the greeting instead of delaying it; the last write waits for it.
-        first_save = asyncio.create_task(store.save(copy.deepcopy(self.interaction)))
+        # The first write (a trace even if this server dies mid-call) is queued
+        # and goes out beside the greeting instead of delaying it.
+        await self.services.interactions.save(self.interaction, wait=False)
         try:
             await self._walk()
         except _Handoff as h:
@@ -179,16 +185,13 @@ class CallSession:
                 # The dialplan queues the caller anyway when HOTLINE_QUEUE is unset.
                 self.interaction.outcome = "error"
         finally:
+            if self._caller_lookup is not None:
+                self._caller_lookup.cancel()  # the call ended before its lookup node
             self.interaction.ended_at = utcnow()
-            # Shielded: the record is written even if the call's task is cancelled.
-            # The dialplan goes on (to the queue) only when this AGI session ends,
-            # so the record is complete before any agent's phone rings.
-            await asyncio.shield(self._final_save(first_save))
-
-    async def _final_save(self, first_save: asyncio.Task[None]) -> None:
-        with contextlib.suppress(Exception):
-            await first_save  # a failed first write is superseded by this one
-        await self.services.interactions.save(self.interaction)
+            # Queued, not awaited: the dialplan takes the caller to the queue at
+            # once; the screen pop reads this snapshot from the store's memory,
+            # and the row is committed within the store's linger time.
+            await self.services.interactions.save(self.interaction, wait=False)
 
     def _current_node(self) -> str | None:
         steps = self.interaction.steps
@@ -624,7 +627,11 @@ class CallSession:
     async def _lookup(self, node: m.Lookup, step: dict[str, Any]) -> str:
         directory = self.services.directory
         if node.by == "caller_id":
-            customer = await directory.by_phone(self.channel.caller_number)
+            prefetched, self._caller_lookup = self._caller_lookup, None
+            if prefetched is not None:
+                customer = await prefetched
+            else:
+                customer = await directory.by_phone(self.channel.caller_number)
         else:
             customer = await directory.by_account(self.vars.get(node.by[4:], ""))
         step["result"] = "found" if customer else "not_found"
@@ -710,9 +717,21 @@ class CallRouter:
             log.error("no flow for FastAGI path %r: caller sent to an agent", channel.script)
             await channel.set_variable("HOTLINE_QUEUE", self.services.fallback_queue)
             return
-        call_id = await channel.get_full_variable("${CHANNEL(linkedid)}") or channel.uniqueid
+        # Who is calling is asked while Asterisk answers our first command: the
+        # lookup's database round trip then costs the caller nothing.
+        caller: asyncio.Task[Customer | None] | None = None
+        if flow.looks_up_caller:
+            caller = asyncio.create_task(self.services.directory.by_phone(channel.caller_number))
+            # A failure is raised where the flow awaits it; if it never does, it is dropped.
+            caller.add_done_callback(lambda t: t.cancelled() or t.exception())
+        try:
+            call_id = await channel.get_full_variable("${CHANNEL(linkedid)}") or channel.uniqueid
+        except BaseException:
+            if caller is not None:
+                caller.cancel()
+            raise
         call_id_var.set(call_id)
-        session = CallSession(channel, flow, self.services, call_id)
+        session = CallSession(channel, flow, self.services, call_id, caller)
         self.sessions[session.interaction.id] = session
         try:
             await session.run()

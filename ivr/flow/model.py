@@ -289,3 +289,8 @@ class Flow:
     @property
     def default_language(self) -> str:
         return self.languages[0]
+
+    @property
+    def looks_up_caller(self) -> bool:
+        """Whether the flow asks the directory who is calling (by caller ID)."""
+        return any(isinstance(n, Lookup) and n.by == "caller_id" for n in self.nodes.values())
