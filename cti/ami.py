@@ -218,7 +218,9 @@ class AmiClient:
     async def start(self) -> None:
         self.manager.connect()
 
-    async def action(self, action: dict[str, str], timeout: float = 10.0) -> list[AmiEvent]:
+    async def action(
+        self, action: dict[str, str | list[str]], timeout: float = 10.0
+    ) -> list[AmiEvent]:
         """Send an action; a list action (QueueStatus…) returns all its events."""
         result = await asyncio.wait_for(self.manager.send_action(action), timeout)
         items = result if isinstance(result, list) else [result]

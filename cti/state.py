@@ -16,6 +16,7 @@ from datetime import date
 from typing import Any
 
 from cti.ami import AmiEvent, chan_variables
+from hotline.erlang_c import QueueHistory, WaitEstimate, estimate_wait
 
 log = logging.getLogger("hotline.cti")
 
@@ -31,7 +32,6 @@ DEVICE_STATE = {
     "7": "ringing",
     "8": "on_hold",
 }
-DEFAULT_HANDLE_S = 180.0
 
 
 def agent_of(member_name: str, interface: str) -> str:
@@ -86,10 +86,26 @@ class QueueState:
     answered_in_sl: int = 0
     abandoned: int = 0
     handle_times: deque[float] = field(default_factory=lambda: deque(maxlen=100))
+    history: QueueHistory = field(default_factory=QueueHistory)
+    # Deflection offers and outcomes today (offered, link_sent, callback_booked, ...).
+    deflection: dict[str, int] = field(default_factory=dict)
 
     def roll_day(self, today: date) -> None:
         if today != self.day:
             self.day, self.answered, self.answered_in_sl, self.abandoned = today, 0, 0, 0
+            self.deflection = {}
+
+
+@dataclass(frozen=True)
+class ExpectedCallback:
+    """A callback the dispatcher is about to originate to ``agent``."""
+
+    id: str
+    agent: str
+    queue: str
+    number: str
+    interaction_id: str | None
+    waited_s: float
 
 
 # -- outputs ---------------------------------------------------------------------------
@@ -142,6 +158,8 @@ class CallCenter:
         self.agents: dict[str, Agent] = {}
         self.queues: dict[str, QueueState] = {}
         self.skipped = 0
+        # Callbacks being originated: agent channel id -> who to pop and what with.
+        self.expected_callbacks: dict[str, ExpectedCallback] = {}
 
     # -- queries -----------------------------------------------------------------------
     def queue(self, name: str) -> QueueState:
@@ -168,34 +186,41 @@ class CallCenter:
         busy = sum(1 for a in members if a.shown_state in ("busy", "ringing", "on_hold"))
         longest = max((now - t for _, t in q.callers.values()), default=0.0)
         finished = q.answered + q.abandoned
+        estimate = self.wait_estimate(name, now)
         return {
             "queue": name,
             "waiting": len(q.callers),
             "longest_wait_s": round(longest, 1),
             "agents_available": available,
             "agents_busy": busy,
-            "est_wait_s": self.estimated_wait(q, available, busy),
+            "est_wait_s": None if math.isinf(estimate.seconds) else round(estimate.seconds, 1),
+            "est_wait_method": estimate.method,
+            "deflection": dict(q.deflection),
             "answered_today": q.answered,
             "abandoned_today": q.abandoned,
             "service_level_pct": round(100 * q.answered_in_sl / finished, 1) if finished else None,
         }
 
-    @staticmethod
-    def estimated_wait(q: QueueState, available: int, busy: int) -> float | None:
-        """A simple estimate until the deflection issue's Erlang C model lands.
+    def wait_estimate(self, name: str, now: float | None = None) -> WaitEstimate:
+        """How long a caller joining ``name`` now would wait (docs/deflection.md).
 
-        Each logged-in agent frees up once per average handle time; the
-        newest caller waits for the callers ahead of them to be served.  With
-        no agent logged in there is no estimate (None: "unknown, long").
+        Erlang C / M/M/N with the queue's observed handle times and arrival
+        rate; observed waits, then a default handle time, when there is too
+        little data.  Only agents logged in and not paused are staffed.
         """
-        waiting = len(q.callers)
-        if waiting == 0 or available > waiting:
-            return 0.0
-        staffed = available + busy
-        if staffed == 0:
-            return None
-        aht = sum(q.handle_times) / len(q.handle_times) if q.handle_times else DEFAULT_HANDLE_S
-        return round(aht * math.ceil(waiting / staffed), 1)
+        now = time.time() if now is None else now
+        q = self.queue(name)
+        members = [self.agents[m] for m in q.members if m in self.agents]
+        available = sum(1 for a in members if a.shown_state == "available")
+        busy = sum(1 for a in members if a.shown_state in ("busy", "ringing", "on_hold"))
+        return estimate_wait(
+            position=len(q.callers),
+            agents_staffed=available + busy,
+            agents_available=available,
+            arrival_rate_per_s=q.history.arrival_rate_per_s(now),
+            aht_s=q.history.aht_s(),
+            observed_waits_s=q.history.recent_waits(),
+        )
 
     # -- events ------------------------------------------------------------------------------
     def apply(self, ev: AmiEvent, now: float | None = None) -> list[Output]:
@@ -225,11 +250,38 @@ class CallCenter:
         call.variables.update({k: v for k, v in chan_variables(ev).items() if v})
         return call
 
+    def count_deflection(self, queue: str, what: str, now: float | None = None) -> None:
+        q = self.queue(queue)
+        q.roll_day(date.fromtimestamp(time.time() if now is None else now))
+        q.deflection[what] = q.deflection.get(what, 0) + 1
+
     def _on_Newchannel(self, ev: AmiEvent, now: float) -> list[Output]:
         fresh = str(ev["Linkedid"]) not in self.calls
         call = self._call(ev, now)
         call.channels.add(str(ev["Channel"]))
         self.channel_call[str(ev["Channel"])] = call.call_id
+        expected = self.expected_callbacks.pop(str(ev.get("Uniqueid", "")), None)
+        if expected is not None:
+            # An agent's phone rings for a callback: pop it like a queue call,
+            # marked as a callback, with what the caller did in the IVR.
+            call.callback = True
+            call.queue = expected.queue
+            call.caller_number = expected.number
+            call.caller_name = ""
+            if expected.interaction_id:
+                call.variables["HOTLINE_INTERACTION"] = expected.interaction_id
+            agent = self.agent(expected.agent)
+            out: list[Output] = [
+                ScreenPop(agent.number, call, expected.queue, round(expected.waited_s, 1)),
+                CallEvent(
+                    call.call_id,
+                    "callback_ringing",
+                    {"agent": agent.number, "queue": expected.queue, "callback": expected.id},
+                ),
+            ]
+            if self._set_state(agent, "ringing", now, call.call_id):
+                out.append(AgentChanged.of(agent))
+            return out
         if (
             fresh
             and ev.get("Uniqueid") == ev.get("Linkedid")
@@ -262,6 +314,7 @@ class CallCenter:
         queue = str(ev["Queue"])
         call.queue, call.joined_queue_at = queue, now
         self.queue(queue).callers[str(ev["Channel"])] = (call.call_id, now)
+        self.queue(queue).history.record_arrival(now)
         position = int(ev.get("Position", 0) or 0)
         return [
             CallEvent(call.call_id, "queued", {"queue": queue, "position": position}),
@@ -330,8 +383,10 @@ class CallCenter:
         q = self.queue(queue)
         q.roll_day(date.fromtimestamp(now))
         q.answered += 1
-        if int(ev.get("HoldTime", 0) or 0) <= q.service_level_s:
+        hold = int(ev.get("HoldTime", 0) or 0)
+        if hold <= q.service_level_s:
             q.answered_in_sl += 1
+        q.history.record_answered(float(max(hold, 0)), now)
         q.callers.pop(str(ev["Channel"]), None)
         call.answered_by = agent.number
         out: list[Output] = [
@@ -347,6 +402,7 @@ class CallCenter:
         queue = str(ev["Queue"])
         talk = float(ev.get("TalkTime", 0) or 0)
         self.queue(queue).handle_times.append(talk)
+        self.queue(queue).history.record_completed(max(talk, 0.0), now)
         out: list[Output] = []
         if self._set_state(agent, "available", now, None):
             out.append(AgentChanged.of(agent))

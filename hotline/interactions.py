@@ -25,7 +25,8 @@ from hotline.tables import InteractionRow
 
 log = logging.getLogger("hotline.interactions")
 
-Outcome = Literal["in_progress", "self_served", "queued", "abandoned", "error"]
+# deflected: the caller left with a self-service link or a booked callback.
+Outcome = Literal["in_progress", "self_served", "queued", "abandoned", "error", "deflected"]
 
 
 def utcnow() -> datetime:

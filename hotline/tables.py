@@ -110,3 +110,28 @@ class UserRow(Base):
     role: Mapped[str] = mapped_column(String(16))
     password_hash: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class CallbackRow(Base):
+    """A caller who chose to be called back: their place in a queue, kept."""
+
+    __tablename__ = "callbacks"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    queue: Mapped[str] = mapped_column(String(64))
+    number: Mapped[str] = mapped_column(String(32), index=True)
+    call_id: Mapped[str] = mapped_column(String(64))  # the call that asked for it
+    interaction_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    customer_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    language: Mapped[str] = mapped_column(String(8), default="en")
+    # The place in line: when the caller would have joined the queue.
+    requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    agent: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    last_result: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    history: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_callbacks_status_queue", "status", "queue", "requested_at"),)

@@ -49,7 +49,7 @@ def test_unknown_node_type_names_file_line_node():
     text = GOOD.replace("type: hangup", "type: hangpu")
     assert problems(text) == [
         "dialplans/t.yaml:12: node 'bye': unknown node type 'hangpu' (known: action, branch, "
-        "collect, goto, hangup, listen, lookup, menu, queue, return, say, set, subflow)"
+        "collect, deflect, goto, hangup, listen, lookup, menu, queue, return, say, set, subflow)"
     ]
 
 
@@ -88,8 +88,8 @@ def test_unknown_field_and_bad_placeholder():
 
 
 def test_bad_condition_and_planned_types():
-    text = GOOD + "  later:\n    type: deflect\n"
-    assert any("node 'later': node type 'deflect' is planned" in p for p in problems(text))
+    text = GOOD + "  later:\n    type: callback\n"
+    assert any("node 'later': node type 'callback' is planned" in p for p in problems(text))
     text = GOOD.replace("goto: bye", "goto: check") + (
         "  check:\n    type: branch\n    when:\n"
         "      - if: customer.balance >> 3\n        goto: bye\n"

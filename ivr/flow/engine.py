@@ -11,19 +11,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import string
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from hotline.callbacks import CallbackStore, InvalidNumber, dialable
 from hotline.customers import Customer, CustomerDirectory
+from hotline.erlang_c import WaitEstimate, spoken_minutes
 from hotline.interactions import Interaction, InteractionStore, utcnow
 from hotline.logs import call_id_var
+from hotline.notify import LinkMessage, Notifier, NotifyError
 from ivr.agi import DIGITS, AgiChannel, AgiCommandFailed, AgiError, AgiHangup
 from ivr.audiosocket import AudioSocketServer, StreamingListener, read_pcm
 from ivr.flow import model as m
@@ -61,6 +65,15 @@ class Services:
     # "record": RECORD FILE then recognise; "stream": AudioSocket, recognised live.
     speech_mode: str = "record"
     audiosocket: AudioSocketServer | None = None
+    # Deflection (docs/deflection.md).  All optional: without an estimate the
+    # flow queues the caller as if the wait were short.
+    wait_estimate: Callable[[str], WaitEstimate | None] | None = None
+    callbacks: CallbackStore | None = None
+    notifier: Notifier | None = None
+    notify_timeout_s: float = 8.0
+    # (queue, what): "offered", "declined", "link_sent", "link_failed", "callback_booked".
+    on_deflection: Callable[[str, str], None] | None = None
+    on_callback_booked: Callable[[], None] | None = None
 
 
 class _Handoff(Exception):
@@ -141,6 +154,7 @@ class CallSession:
         caller_lookup: asyncio.Task[Customer | None] | None = None,
     ) -> None:
         self._caller_lookup = caller_lookup
+        self._queue_info: dict[str, Any] = {}
         self.channel = channel
         self.flow = flow
         self.services = services
@@ -244,6 +258,8 @@ class CallSession:
                     self.interaction.intent = node.intent
                 await self._play(node.prompt, "")
                 raise _Handoff(node.queue, node.priority)
+            case m.Deflect():
+                return await self._deflect(node, step)
             case m.Hangup():
                 await self._play(node.prompt, "")
                 self.interaction.outcome = "self_served"
@@ -280,6 +296,7 @@ class CallSession:
             "vars": self.vars,
             "call": {"language": self.language, "id": self.interaction.call_id},
             "open": self._open_now(),
+            "queue": self._queue_info,
         }
 
     def _open_now(self) -> bool:
@@ -686,6 +703,124 @@ class CallSession:
         step["result"] = "paid"
         await self._play(node.prompt, "")
         return node.next
+
+    # -- deflection ---------------------------------------------------------------------
+    def _count(self, queue: str, what: str) -> None:
+        self.interaction.self_service.append(
+            {"task": "deflection", "queue": queue, "outcome": what}
+        )
+        if self.services.on_deflection is not None:
+            self.services.on_deflection(queue, what)
+
+    async def _deflect(self, node: m.Deflect, step: dict[str, Any]) -> str | None:
+        svc = self.services
+        number = self.channel.caller_number
+        if svc.callbacks is not None and number:
+            booked = await svc.callbacks.open_for(number)
+            if booked is not None:
+                # Called again while waiting for a callback: not queued twice.
+                step["result"] = "callback_pending"
+                self.interaction.outcome = "deflected"
+                await self._play(node.callback_exists, "")
+                await self.channel.hangup()
+                return None
+        estimate = svc.wait_estimate(node.queue) if svc.wait_estimate is not None else None
+        open_now = self._open_now()
+        if estimate is None and open_now:
+            step["result"] = "no_estimate"
+            return node.next
+        if estimate is not None:
+            step["estimate_s"] = None if math.isinf(estimate.seconds) else round(estimate.seconds)
+            step["estimate_method"] = estimate.method
+        if open_now and estimate is not None and estimate.seconds <= node.threshold_s:
+            step["result"] = "short_wait"
+            return node.next
+        self._count(node.queue, "offered")
+        keys = ("1" if node.link_kind else "") + "23"
+        if estimate is None or math.isinf(estimate.seconds):
+            offer = node.offer_no_agents
+        else:
+            self._queue_info = {"wait_minutes": spoken_minutes(estimate.seconds)}
+            offer = node.offer
+        digit: str | None = None
+        for _ in range(node.retries):
+            digit = await self._play(offer, keys + "0")
+            if digit is None:
+                digit = await self.channel.wait_for_digit(int(node.timeout_s * 1000))
+            if digit is None or digit in keys + "0":
+                break
+            await self._say_builtin("invalid")
+        self._record_input(node.id, digit or "")
+        if digit == "1" and node.link_kind:
+            return await self._send_link(node, step)
+        if digit == "2":
+            return await self._book_callback(node, step)
+        step["result"] = "agent" if digit == "0" else "keep_waiting"
+        self._count(node.queue, "declined")
+        return node.next
+
+    async def _send_link(self, node: m.Deflect, step: dict[str, Any]) -> str | None:
+        svc = self.services
+        lang = self.language if self.language in node.link_text else self.flow.default_language
+        text = _Resolver(self._scope()).format(node.link_text.get(lang, ""))
+        try:
+            if svc.notifier is None:
+                raise RuntimeError("no notifier configured ([deflection] notifier)")
+            msg = LinkMessage(
+                to=dialable(self.channel.caller_number, svc.callbacks.number_pattern)
+                if svc.callbacks is not None
+                else dialable(self.channel.caller_number),
+                text=text,
+                call_id=self.interaction.call_id,
+                language=lang,
+                kind=node.link_kind or "link",
+            )
+            await asyncio.wait_for(svc.notifier.send(msg), svc.notify_timeout_s)
+        except (InvalidNumber, NotifyError, RuntimeError, TimeoutError, ValueError) as e:
+            log.warning("self-service link not sent: %s", e)
+            step["result"] = "link_failed"
+            self._count(node.queue, "link_failed")
+            await self._play(node.link_failed, "")
+            return node.next  # into the queue after all
+        step["result"] = "link_sent"
+        self._count(node.queue, "link_sent")
+        self.interaction.outcome = "deflected"
+        await self._play(node.link_sent, "")
+        await self.channel.hangup()
+        return None
+
+    async def _book_callback(self, node: m.Deflect, step: dict[str, Any]) -> str | None:
+        svc = self.services
+        if svc.callbacks is None:
+            step["result"] = "callback_unavailable"
+            return node.next
+        try:
+            cb = await svc.callbacks.book(
+                queue=node.queue,
+                number=self.channel.caller_number,
+                call_id=self.interaction.call_id,
+                requested_at=self.interaction.started_at,
+                interaction_id=self.interaction.id,
+                customer_id=self.customer.id if self.customer else None,
+                language=self.language,
+            )
+        except InvalidNumber as e:
+            log.warning("callback not booked: %s", e)
+            step["result"] = "callback_bad_number"
+            await self._say_builtin("bad_digits")
+            return node.next
+        step["result"] = "callback_booked"
+        step["callback"] = cb.id
+        self.interaction.queue = node.queue
+        self._count(node.queue, "callback_booked")
+        # Saved now: the agent's screen pop for the callback shows this record.
+        self.interaction.outcome = "deflected"
+        await svc.interactions.save(self.interaction, wait=False)
+        if svc.on_callback_booked is not None:
+            svc.on_callback_booked()
+        await self._play(node.callback_booked, "")
+        await self.channel.hangup()
+        return None
 
     async def _to_queue(self, queue: str, priority: int, outcome: str) -> None:
         """Hand the caller to a queue with everything the IVR learned."""

@@ -182,6 +182,30 @@ class Queue(Node):
 
 
 @dataclass(frozen=True, slots=True)
+class Deflect(Node):
+    """Before queueing: when the wait is long, offer a link, a callback, or waiting.
+
+    Keys: 1 = link by text message (when ``link_kind`` is set), 2 = callback,
+    3 = keep waiting (so does silence).  ``next`` is where waiting goes: the
+    queue node.
+    """
+
+    queue: str
+    next: str
+    threshold_s: float
+    offer: Prompt  # {queue.wait_minutes}
+    offer_no_agents: Prompt
+    link_kind: str | None = None
+    link_text: dict[str, str] = field(default_factory=dict)
+    link_sent: Prompt = Prompt()
+    link_failed: Prompt = Prompt()
+    callback_booked: Prompt = Prompt()
+    callback_exists: Prompt = Prompt()
+    timeout_s: float = 6.0
+    retries: int = 2
+
+
+@dataclass(frozen=True, slots=True)
 class Hangup(Node):
     prompt: Prompt = Prompt()
 
@@ -237,6 +261,7 @@ AnyNode = (
     | Return
     | Action
     | Listen
+    | Deflect
 )
 
 
@@ -257,7 +282,7 @@ def targets(node: AnyNode) -> list[tuple[str, str]]:
         case Branch(cases=cases, otherwise=o):
             out += [(f"when[{i}].goto", c.goto) for i, c in enumerate(cases)]
             out.append(("else", o))
-        case SetVars(next=n) | SubFlow(next=n) | Listen(next=n):
+        case SetVars(next=n) | SubFlow(next=n) | Listen(next=n) | Deflect(next=n):
             out.append(("next", n))
         case Action(next=n, on_error=e):
             out.append(("next", n))
