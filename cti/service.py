@@ -52,6 +52,8 @@ class CtiService:
         # Called when a call is over (the recording store ingests its files).
         self.on_call_finished: Callable[[Call], None] | None = None
         self._pops: set[asyncio.Task[None]] = set()
+        # Also told of every AMI event, as it arrives (the callback dispatcher).
+        self.event_hooks: list[Callable[[AmiEvent], None]] = []
 
     # -- wiring -------------------------------------------------------------------------
     def attach(self, ami: AmiClient) -> None:
@@ -60,6 +62,16 @@ class CtiService:
     def on_event(self, ev: AmiEvent) -> None:
         """Called for every AMI event; work happens in order on one worker task."""
         self._events.put_nowait(ev)
+        for hook in self.event_hooks:
+            try:
+                hook(ev)
+            except Exception:
+                log.exception("AMI event hook failed on %s", ev.get("Event"))
+
+    def count_deflection(self, queue: str, what: str) -> None:
+        """An IVR deflection offer or outcome: counted in the queue's statistics."""
+        self.state.count_deflection(queue, what)
+        self._emit_queue(queue)
 
     async def on_login(self) -> None:
         """After every (re)connect: events during the gap are lost, so ask Asterisk."""

@@ -8,20 +8,24 @@ import gc
 import logging
 import signal
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from cti.ami import AmiClient
+from cti.callbacks import CallbackDispatcher, CallbackPolicy
 from cti.mqtt import MqttPublisher
 from cti.service import CtiService
 from cti.state import Call
 from hotline.audit import AuditLog
-from hotline.config import Config
+from hotline.callbacks import CallbackStore
+from hotline.config import Config, ConfigError
 from hotline.customers import CustomerDirectory
 from hotline.db import Database
 from hotline.http_api import build_app, start_api
 from hotline.interactions import InteractionStore
+from hotline.notify import Notifier, build_notifier, close_notifier
 from hotline.recordings import CallFacts, RecordingError, RecordingStore
 from hotline.users import Users
 from ivr.audiosocket import AudioSocketServer
@@ -61,6 +65,35 @@ def build_cti(
     cti = CtiService(publisher, directory, interactions, tuple(cfg.cti.ivr_contexts))
     holder.append(cti)
     return cti, publisher
+
+
+def build_notifier_from(cfg: Config) -> Notifier | None:
+    """The deflection notifier the configuration names (None: links are not sent)."""
+    d = cfg.deflection
+    if d.notifier == "none":
+        return None
+    options: dict[str, Any] = dict(d.notifier_options)
+    if d.notifier == "file":
+        options["path"] = str(cfg.path(Path(str(options.get("path", "var/outbox.jsonl")))))
+    secret = cfg.notifier_secret()
+    if secret is not None:
+        options["token" if d.notifier == "webhook" else "password"] = secret
+    try:
+        return build_notifier(d.notifier, options)
+    except ValueError as e:
+        raise ConfigError(f"deflection.notifier_options: {e}") from None
+
+
+def callback_policy(cfg: Config) -> CallbackPolicy:
+    d = cfg.deflection
+    return CallbackPolicy(
+        context=d.callback_context,
+        agent_channel=d.callback_agent_channel,
+        max_attempts=d.callback_max_attempts,
+        retry_after_s=d.callback_retry_after_s,
+        agent_ring_s=d.callback_agent_ring_s,
+        number_pattern=d.number_pattern,
+    )
 
 
 def build_recordings(cfg: Config, db: Database, interactions: InteractionStore) -> RecordingStore:
@@ -151,6 +184,10 @@ async def serve(cfg: Config, role: str = "all", ready: asyncio.Event | None = No
     publisher: MqttPublisher | None = None
     sweeper: asyncio.Task[None] | None = None
     api: web.AppRunner | None = None
+    services: Services | None = None
+    callbacks: CallbackStore | None = None
+    notifier: Notifier | None = None
+    dispatcher: CallbackDispatcher | None = None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -187,6 +224,12 @@ async def serve(cfg: Config, role: str = "all", ready: asyncio.Event | None = No
                 speech_mode=cfg.speech.mode,
                 audiosocket=audiosocket,
             )
+            if cfg.deflection.enabled:
+                callbacks = CallbackStore(db, cfg.deflection.number_pattern)
+                notifier = build_notifier_from(cfg)
+                services.callbacks = callbacks
+                services.notifier = notifier
+                services.notify_timeout_s = cfg.deflection.notify_timeout_s
             agi = FastAgiServer(
                 CallRouter(services),
                 host=cfg.agi.host,
@@ -238,7 +281,25 @@ async def serve(cfg: Config, role: str = "all", ready: asyncio.Event | None = No
                     backoff_max=cfg.ami.reconnect_max_s,
                 )
                 cti.attach(ami)
+                if services is not None:
+                    # The IVR's deflect step reads the CTI's live estimate and
+                    # counts its offers in the queue statistics.
+                    services.wait_estimate = cti.state.wait_estimate
+                    services.on_deflection = cti.count_deflection
+                if callbacks is not None:
+                    dispatcher = CallbackDispatcher(
+                        callbacks,
+                        cti.state,
+                        ami,
+                        callback_policy(cfg),
+                        on_outcome=cti.count_deflection,
+                    )
+                    cti.event_hooks.append(dispatcher.on_event)
+                    if services is not None:
+                        services.on_callback_booked = dispatcher.poke
                 await ami.start()
+                if dispatcher is not None:
+                    await dispatcher.start()
         # Everything loaded so far (flows, models, SQLAlchemy's caches) lives as
         # long as the server: keep it out of the cyclic collector's full passes,
         # which otherwise pause every call's AGI traffic for tens of ms.
@@ -255,10 +316,14 @@ async def serve(cfg: Config, role: str = "all", ready: asyncio.Event | None = No
             sweeper.cancel()
         if api is not None:
             await api.cleanup()
+        if dispatcher is not None:
+            await dispatcher.stop()
         if ami is not None:
             ami.close()
         if cti is not None:
             await cti.stop()
+        if notifier is not None:
+            await close_notifier(notifier)
         if publisher is not None:
             await publisher.stop()
         await interactions.close()

@@ -12,11 +12,12 @@ Unknown keys and wrong types are errors that name the key.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 ENV_PREFIX = "HOTLINE_"
 DEFAULT_CONFIG = "hotline.toml"
@@ -152,6 +153,42 @@ class SpeechConfig(_Section):
     audiosocket_port: Port = 4574
 
 
+class DeflectionConfig(_Section):
+    """Call deflection: links by text message and callbacks (docs/deflection.md)."""
+
+    enabled: bool = True
+    # Numbers a link or a callback may go to, as a regular expression over the
+    # caller ID.  It can only narrow the built-in rule (digits, 3 to 15 of them).
+    number_pattern: str = r"\+?[0-9]{3,15}"
+    # "file" (the demo's outbox, one JSON line per message), "webhook", "smtp"
+    # (an email-to-SMS gateway), or "none" (the flow's link option then says
+    # the link could not be sent and queues the caller).
+    notifier: Literal["file", "webhook", "smtp", "none"] = "file"
+    # Passed to the notifier: file {path}; webhook {url, timeout_s, attempts,
+    # backoff_s}; smtp {host, port, sender, domain, username, starttls, ...}.
+    notifier_options: dict[str, str | int | float | bool] = Field(
+        default_factory=lambda: dict[str, str | int | float | bool](path="var/outbox.jsonl")
+    )
+    # The webhook's bearer token or the SMTP password (never logged).
+    notifier_secret: SecretStr | None = None
+    notifier_secret_file: Path | None = None
+    notify_timeout_s: float = Field(default=8.0, gt=0, le=60)
+    callback_context: str = "hotline-callback"
+    callback_agent_channel: str = "PJSIP/{agent}"
+    callback_max_attempts: int = Field(default=3, ge=1, le=20)
+    callback_retry_after_s: float = Field(default=120.0, ge=1)
+    callback_agent_ring_s: float = Field(default=25.0, ge=5, le=120)
+
+    @field_validator("number_pattern")
+    @classmethod
+    def _compiles(cls, v: str) -> str:
+        try:
+            re.compile(v)
+        except re.error as e:
+            raise ValueError(f"not a regular expression: {e}") from None
+        return v
+
+
 class Config(_Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     agi: AgiConfig = Field(default_factory=AgiConfig)
@@ -165,6 +202,7 @@ class Config(_Section):
     recordings: RecordingsConfig = Field(default_factory=RecordingsConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
     speech: SpeechConfig = Field(default_factory=SpeechConfig)
+    deflection: DeflectionConfig = Field(default_factory=DeflectionConfig)
     # Where the file was read from: relative paths in it are relative to this.
     base_dir: Path = Path(".")
     source: str = "<defaults>"
@@ -187,6 +225,12 @@ class Config(_Section):
     def ami_secret(self) -> str | None:
         """The AMI secret, from env/config or from ``secret_file``."""
         return self._secret(self.ami.secret, self.ami.secret_file, "ami.secret_file")
+
+    def notifier_secret(self) -> str | None:
+        d = self.deflection
+        return self._secret(
+            d.notifier_secret, d.notifier_secret_file, "deflection.notifier_secret_file"
+        )
 
     def mqtt_password(self) -> str | None:
         return self._secret(self.mqtt.password, self.mqtt.password_file, "mqtt.password_file")

@@ -35,6 +35,15 @@ def _describe(node: m.AnyNode, language: str) -> str:
             return "set " + ", ".join(f"{k}={v}" for k, v in node.values.items())
         case m.Queue():
             return f"queue {node.queue} (priority {node.priority})"
+        case m.Deflect():
+            offers = ([f"1 link ({node.link_kind})"] if node.link_kind else []) + [
+                "2 callback",
+                "3 keep waiting",
+            ]
+            return (
+                f"deflect from queue {node.queue} when the wait is over "
+                f"{node.threshold_s:g} s or closed: " + ", ".join(offers)
+            )
         case m.Hangup():
             return f'hang up "{_first_text(node.prompt, language)}"'
         case m.Goto():
