@@ -122,6 +122,13 @@ class CallbackDispatcher:
                 return number
         return None
 
+    def agent_channel(self, agent: str) -> str:
+        """The device the queue rings for this agent; the configured pattern otherwise."""
+        known = self.state.agents.get(agent)
+        if known is not None and known.interface:
+            return known.interface
+        return self.policy.agent_channel.format(agent=agent)
+
     def ahead_in_queue(self, cb: Callback) -> int:
         """Callers on the line in the callback's queue who joined before it was booked."""
         q = self.state.queues.get(cb.queue)
@@ -201,7 +208,7 @@ class CallbackDispatcher:
             replies = await self.ami.action(
                 {
                     "Action": "Originate",
-                    "Channel": p.agent_channel.format(agent=agent),
+                    "Channel": self.agent_channel(agent),
                     "Context": p.context,
                     "Exten": "s",
                     "Priority": "1",
@@ -223,7 +230,12 @@ class CallbackDispatcher:
             )
             if not agent_answered:
                 # Not the caller's fault: the attempt is given back.
-                await self._finish(cb, "agent_no_answer", connected=False, counts=False)
+                why = next(
+                    (r.get("Reason") or r.get("Message") for r in reversed(replies)), "?"
+                )
+                await self._finish(
+                    cb, f"agent_no_answer:{why}", connected=False, counts=False
+                )
                 return
             status = await asyncio.wait_for(result_fut, p.caller_ring_s + 15)
         except TimeoutError:
@@ -246,7 +258,10 @@ class CallbackDispatcher:
             counts=counts,
         )
         log.info(
-            "callback: attempt finished",
+            "callback %s: attempt finished: %s -> %s",
+            cb.id,
+            result,
+            done and done.status,
             extra={"callback": cb.id, "result": result, "status": done and done.status},
         )
         if done is None or self.on_outcome is None:

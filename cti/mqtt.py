@@ -16,7 +16,6 @@ reconnect, so a desktop that connects later still sees the present.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import random
@@ -110,11 +109,16 @@ class MqttPublisher:
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="mqtt-publisher")
 
-    async def stop(self) -> None:
+    async def stop(self, timeout: float = 3.0) -> None:
+        """Stop publishing.  Bounded: a cancelled publish inside aiomqtt was seen
+        to wait for a PUBACK indefinitely, and stopping must not hang a shutdown."""
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            done, _ = await asyncio.wait({self._task}, timeout=timeout)
+            if not done:
+                log.warning("MQTT publisher did not stop within %.0f s; left behind", timeout)
+            elif not self._task.cancelled() and self._task.exception() is not None:
+                log.warning("MQTT publisher ended with %r", self._task.exception())
 
     async def _run(self) -> None:
         attempt = 0
@@ -142,6 +146,11 @@ class MqttPublisher:
                                 self._buffer.appendleft(msg)
                     await self._drain(client)
             except aiomqtt.MqttError as e:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    # Stopping: aiomqtt's disconnect on the way out timed out and
+                    # replaced our CancelledError; do not reconnect.
+                    raise asyncio.CancelledError from e
                 if self.connected:
                     log.warning("MQTT connection lost", extra={"error": str(e)})
                 self.connected = False

@@ -65,6 +65,8 @@ class Agent:
     call_id: str | None = None
     paused: bool = False
     queues: set[str] = field(default_factory=set)
+    # The device the queue rings (e.g. PJSIP/agent1001): where a callback rings too.
+    interface: str = ""
 
     @property
     def shown_state(self) -> str:
@@ -346,7 +348,10 @@ class CallCenter:
         number = agent_of(str(ev.get("MemberName", "")), interface)
         if not number:
             raise ValueError("event names no agent")
-        return self.agent(number)
+        agent = self.agent(number)
+        if ev.get("Interface"):
+            agent.interface = str(ev.get("StateInterface") or ev["Interface"])
+        return agent
 
     def _set_state(self, agent: Agent, state: str, now: float, call_id: str | None) -> bool:
         if agent.state == state and agent.call_id == call_id:
@@ -476,8 +481,10 @@ class CallCenter:
                 q = self.queue(str(ev["Queue"]))
                 q.service_level_s = int(ev.get("ServiceLevel", q.service_level_s) or 30)
             elif kind == "QueueMember":
-                number = agent_of(str(ev.get("Name", "")), str(ev.get("Location", "")))
+                location = str(ev.get("Location", ""))
+                number = agent_of(str(ev.get("Name", "")), location)
                 agent = self.agent(number)
+                agent.interface = str(ev.get("StateInterface") or location) or agent.interface
                 agent.queues.add(str(ev["Queue"]))
                 self.queue(str(ev["Queue"])).members.add(number)
                 agent.paused = ev.get("Paused") == "1"

@@ -193,6 +193,9 @@ async def serve(cfg: Config, role: str = "all", ready: asyncio.Event | None = No
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+    if cfg.deflection.enabled:
+        # Booked by the IVR, dialled by the CTI: either role may run alone.
+        callbacks = CallbackStore(db, cfg.deflection.number_pattern)
     try:
         if role in ("all", "ivr"):
             flows = load_flows(cfg.path(cfg.paths.dialplans))
@@ -224,8 +227,7 @@ async def serve(cfg: Config, role: str = "all", ready: asyncio.Event | None = No
                 speech_mode=cfg.speech.mode,
                 audiosocket=audiosocket,
             )
-            if cfg.deflection.enabled:
-                callbacks = CallbackStore(db, cfg.deflection.number_pattern)
+            if callbacks is not None:
                 notifier = build_notifier_from(cfg)
                 services.callbacks = callbacks
                 services.notifier = notifier

@@ -363,7 +363,10 @@ def _udp_bound(port: int) -> bool:
 
 
 class Agent:
-    """A sipp UAS playing agent 100N's phone on 127.0.0.1:507N (answers, waits for BYE)."""
+    """A sipp UAS playing agent 100N's phone on 127.0.0.1:507N (answers, waits for BYE).
+
+    With ``port`` it plays any phone there: the demo trunk's callers are on 5080.
+    """
 
     def __init__(
         self,
@@ -372,11 +375,12 @@ class Agent:
         answer_delay_ms: int = 0,
         talk_wav: Path | None = None,
         decline_after_ms: int | None = None,
+        port: int | None = None,
     ) -> None:
         self.decline_after_ms = decline_after_ms
         self.number = number
         self.talk_wav = talk_wav
-        self.port = 5070 + int(number[-1])
+        self.port = port or 5070 + int(number[-1])
         self.calls = calls
         self.answer_delay_ms = answer_delay_ms
         self.proc: asyncio.subprocess.Process | None = None
@@ -410,7 +414,7 @@ class Agent:
             "-mi",
             "127.0.0.1",
             "-mp",
-            str(31000 + 10 * int(self.number[-1])),
+            str(31000 + 10 * (self.port - 5070)),
         ]
         for _attempt in range(3):
             err = (Path(self._dir.name) / "stderr.txt").open("wb")

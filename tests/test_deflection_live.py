@@ -1,0 +1,228 @@
+"""Callbacks through real Asterisk: the offer, the booking, the agent's leg, then the caller's.
+
+Both billing agents are paused, so nobody can answer billing and the flow
+offers a link or a callback.  The caller presses 2 and hangs up; then agent
+1001 comes back, and Asterisk (AMI Originate) rings 1001's phone (a sipp
+UAS), and once it answers, the caller's phone through the ``pstn`` trunk (a
+second sipp UAS on 127.0.0.1:5080).  The second test restarts the server in
+between: ``hotline serve --role cti`` in its own process, killed and started
+again, with only the database in common.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cti.callbacks import CallbackDispatcher, CallbackPolicy
+from hotline.callbacks import Callback, CallbackStore
+from hotline.notify import FileNotifier
+from hotline.sipp import Agent, Keys, Pause, run_caller
+from ivr.flow.engine import Services
+from tests.conftest import REPO, wait_for
+
+pytestmark = pytest.mark.asterisk
+
+BILLING_AGENTS = ("1001", "1002")
+# Billing (1), a billing agent (3), then during the offer: call me back (2).
+CALLBACK_STEPS = [Pause(1500), Keys("1"), Pause(2500), Keys("3"), Pause(3000), Keys("2")]
+
+
+async def pause(ami: Any, agent: str, paused: bool) -> None:
+    reply = await ami.action(
+        {
+            "Action": "QueuePause",
+            "Interface": f"PJSIP/agent{agent}",
+            "Paused": "true" if paused else "false",
+            "Reason": "test",
+        }
+    )
+    assert reply[0].get("Response") == "Success", reply
+
+
+@pytest.fixture
+async def deflection_on(
+    cti_live: Any, live_server: Services, tmp_path: Path
+) -> AsyncIterator[tuple[Any, Any, CallbackStore]]:
+    """The IVR offers deflection with the live CTI's estimate; billing agents paused."""
+    cti, inbox, _prefix = cti_live
+    store = CallbackStore(live_server.interactions._db)
+    live_server.callbacks = store
+    live_server.notifier = FileNotifier(tmp_path / "outbox.jsonl")
+    live_server.wait_estimate = cti.state.wait_estimate
+    live_server.on_deflection = cti.count_deflection
+    for a in BILLING_AGENTS:
+        await pause(cti.ami, a, True)
+    await wait_for(
+        lambda: _true(all(cti.state.agents[a].paused for a in BILLING_AGENTS)), timeout=5
+    )
+    try:
+        yield cti, inbox, store
+    finally:
+        for a in BILLING_AGENTS:
+            await pause(cti.ami, a, False)
+        live_server.callbacks = live_server.notifier = live_server.wait_estimate = None
+        live_server.on_deflection = live_server.on_callback_booked = None
+
+
+async def _true(value: object) -> object:
+    return value
+
+
+async def book_callback(store: CallbackStore, caller: str) -> Callback:
+    result = await run_caller(CALLBACK_STEPS, number=caller, hangup="asterisk", timeout=60)
+    assert result.ok, result.stderr
+    cb = await store.open_for(caller)
+    assert cb is not None, "the caller pressed 2: a callback is booked"
+    assert cb.queue == "billing" and cb.status == "pending"
+    return cb
+
+
+async def hang_up_agent(ami: Any, agent: str) -> None:
+    await ami.action({"Action": "Hangup", "Channel": f"/^PJSIP\\/agent{agent}-.*$/"})
+
+
+async def test_callback_rings_the_agent_then_the_caller_with_a_pop_marked_callback(
+    deflection_on: tuple[Any, Any, CallbackStore], live_server: Services
+) -> None:
+    cti, inbox, store = deflection_on
+    caller = "5550777"
+    dispatcher = CallbackDispatcher(
+        store, cti.state, cti.ami, CallbackPolicy(retry_after_s=3, agent_ring_s=15)
+    )
+    cti.event_hooks.append(dispatcher.on_event)
+    live_server.on_callback_booked = dispatcher.poke
+    await dispatcher.start()
+    agent = Agent("1001")
+    phone = Agent(caller, port=5080, answer_delay_ms=1000)
+    try:
+        cb = await book_callback(store, caller)
+        await inbox.wait("/queues/billing/stats", timeout=5)
+        last = inbox.on("/queues/billing/stats")[-1][0]
+        assert last["deflection"].get("offered", 0) >= 1
+        assert last["deflection"].get("callback_booked", 0) >= 1
+        assert last["est_wait_s"] is None and last["est_wait_method"] == "no_agents"
+        await asyncio.sleep(2)
+        assert (await store.get(cb.id)).status == "pending"  # nobody free: it waits
+
+        await agent.start()
+        await phone.start()
+        await pause(cti.ami, "1001", False)
+
+        pop, _ = await inbox.wait(
+            "/agents/1001/screenpop", timeout=20, callback=True, caller_number=caller
+        )
+        assert pop["caller_number"] == caller and pop["queue"] == "billing"
+        assert pop["ivr"]["path"][-1] == "billing_wait"
+        assert pop["ivr"]["outcome"] == "deflected"
+
+        async def completed() -> Callback | None:
+            got = await store.get(cb.id)
+            return got if got is not None and got.status == "completed" else None
+
+        done = await wait_for(completed, timeout=30)
+        assert done is not None, (await store.get(cb.id), agent.errors(), phone.errors())
+        assert done.agent == "1001" and done.attempts == 1 and done.last_result == "answer"
+        await asyncio.sleep(1.5)  # agent and caller talk
+        await hang_up_agent(cti.ami, "1001")
+        # Each phone took exactly one call and got its BYE: both legs were real.
+        assert await agent.wait(10) == 0, agent.errors()
+        assert await phone.wait(10) == 0, phone.errors()
+    finally:
+        await dispatcher.stop()
+        cti.event_hooks.remove(dispatcher.on_event)
+        await agent.stop()
+        await phone.stop()
+
+
+def _serve_env(live_server: Services, prefix: str) -> dict[str, str]:
+    db = live_server.interactions._db
+    return {
+        **os.environ,
+        "HOTLINE_DATABASE__URL": db.url,
+        "HOTLINE_MQTT__PREFIX": prefix,
+        "HOTLINE_MQTT__CLIENT_ID": f"{prefix}-restarted",
+        "HOTLINE_AMI__SECRET_FILE": str(REPO / ".run" / "ami_secret"),
+        "HOTLINE_HTTP__ENABLED": "false",
+        "HOTLINE_RECORDINGS__ENABLED": "false",
+        "HOTLINE_DEFLECTION__CALLBACK_RETRY_AFTER_S": "3",
+        "HOTLINE_SERVER__LOG_FORMAT": "text",
+    }
+
+
+async def start_serve(env: dict[str, str], log: Path) -> asyncio.subprocess.Process:
+    out = log.open("ab")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "hotline.cli",
+        "serve",
+        "--role",
+        "cti",
+        cwd=REPO,
+        env=env,
+        stdout=out,
+        stderr=out,
+    )
+    out.close()
+
+    async def serving() -> bool:
+        text = log.read_text(errors="replace")
+        return "hotline serving" in text and text.count("AMI logged in") >= 1
+
+    await wait_for(serving, timeout=20)
+    return proc
+
+
+async def test_a_callback_survives_a_server_restart(
+    deflection_on: tuple[Any, Any, CallbackStore], live_server: Services, tmp_path: Path
+) -> None:
+    cti, inbox, store = deflection_on
+    caller = "5550778"
+    env = _serve_env(live_server, cti.publisher.prefix)
+    log = tmp_path / "serve.log"
+    server = await start_serve(env, log)
+    agent = Agent("1001")
+    phone = Agent(caller, port=5080, answer_delay_ms=500)
+    try:
+        cb = await book_callback(store, caller)
+        # The server that would call back goes down, and comes back as a new process.
+        server.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(server.wait(), 15) == 0
+        server = await start_serve(env, log)
+        assert (await store.get(cb.id)).status == "pending"
+
+        await agent.start()
+        await phone.start()
+        await pause(cti.ami, "1001", False)
+
+        got = await inbox.wait(
+            "/agents/1001/screenpop", timeout=20, callback=True, caller_number=caller
+        )
+        assert got is not None, log.read_text()[-4000:]
+        assert got[0]["caller_number"] == caller
+
+        async def completed() -> Callback | None:
+            got = await store.get(cb.id)
+            return got if got is not None and got.status == "completed" else None
+
+        done = await wait_for(completed, timeout=30)
+        assert done is not None, (await store.get(cb.id), log.read_text()[-3000:])
+        await hang_up_agent(cti.ami, "1001")
+        assert await agent.wait(10) == 0, agent.errors()
+        assert await phone.wait(10) == 0, phone.errors()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            server.send_signal(signal.SIGTERM)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(server.wait(), 15)
+        await agent.stop()
+        await phone.stop()
