@@ -250,6 +250,41 @@ def cmd_calls_list(cfg: Config, args: argparse.Namespace) -> int:
     return _with_db(go, cfg)
 
 
+def cmd_callbacks_list(cfg: Config, args: argparse.Namespace) -> int:
+    from hotline.callbacks import CallbackStore
+
+    async def go(db: Any) -> int:
+        callbacks = await CallbackStore(db).list(args.status, args.limit)
+        if args.json:
+            print(json.dumps([c.to_json() for c in callbacks], indent=2))
+            return 0
+        if not callbacks:
+            print("no callbacks" + (f" with status {args.status}" if args.status else ""))
+        for c in callbacks:
+            print(
+                f"{c.requested_at:%Y-%m-%d %H:%M:%S}  {c.id}  {c.queue:8} {c.number:15} "
+                f"{c.status:10} attempts {c.attempts}  {c.last_result or ''}"
+            )
+        return 0
+
+    return _with_db(go, cfg)
+
+
+def cmd_callbacks_cancel(cfg: Config, args: argparse.Namespace) -> int:
+    from hotline.callbacks import CallbackStore
+    from hotline.users import host_operator
+
+    async def go(db: Any) -> int:
+        done = await CallbackStore(db).cancel(args.id, f"cancelled by {host_operator().label}")
+        if done is None:
+            print(f"error: no pending callback {args.id}", file=sys.stderr)
+            return 1
+        print(f"callback {args.id} cancelled")
+        return 0
+
+    return _with_db(go, cfg)
+
+
 def cmd_mqtt_users(cfg: Config, args: argparse.Namespace) -> int:
     from cti.broker import BrokerConfigError, write_broker_files
 
@@ -689,6 +724,15 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s = add("list", cmd_calls_list, "recent calls", calls)
     s.add_argument("--limit", type=int, default=20)
+    cbs = sub.add_parser("callbacks", help="callbacks callers booked").add_subparsers(
+        dest="cb", required=True
+    )
+    s = add("list", cmd_callbacks_list, "callbacks, newest first", cbs)
+    s.add_argument("--status", choices=["pending", "dialing", "completed", "failed", "cancelled"])
+    s.add_argument("--limit", type=int, default=50)
+    s.add_argument("--json", action="store_true")
+    s = add("cancel", cmd_callbacks_cancel, "cancel a pending callback", cbs)
+    s.add_argument("id")
     return p
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import sys
@@ -216,6 +217,20 @@ async def test_a_callback_survives_a_server_restart(
 
         done = await wait_for(completed, timeout=30)
         assert done is not None, (await store.get(cb.id), log.read_text()[-3000:])
+        # What an admin sees: the attempt that the restart interrupted did not happen
+        # (booked before the restart, dialled once after it).
+        listing = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "hotline.cli", "callbacks", "list", "--json",
+            cwd=REPO, env=env, stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, _ = await listing.communicate()
+        shown = {c["id"]: c for c in json.loads(out)}
+        assert shown[cb.id]["status"] == "completed" and shown[cb.id]["attempts"] == 1
+        assert [h["event"] for h in shown[cb.id]["history"]] == [
+            "booked",
+            "dialing",
+            "attempt_result",
+        ]
         await hang_up_agent(cti.ami, "1001")
         assert await agent.wait(10) == 0, agent.errors()
         assert await phone.wait(10) == 0, phone.errors()
