@@ -268,6 +268,9 @@ class CallCenter:
             # marked as a callback, with what the caller did in the IVR.
             call.callback = True
             call.queue = expected.queue
+            # The recording of a callback is filed under the agent who was rung
+            # (no AgentConnect comes: the call never went through the queue).
+            call.answered_by = expected.agent
             call.caller_number = expected.number
             call.caller_name = ""
             if expected.interaction_id:

@@ -30,6 +30,7 @@ from hotline.tables import RecordingRow
 REPO = Path(__file__).resolve().parent.parent
 RUN = REPO / ".run"
 CALLER = "5551234"  # Alice Martin in dialplans/data/customers.csv
+CALLBACK_CALLER = "5550999"  # not in the directory: an unknown caller
 
 
 def say(text: str) -> None:
@@ -211,11 +212,111 @@ async def main() -> int:
     pop = next((p for p in pops if p.get("call_id") == it.call_id), None)
     await db.close()
     print(story(it, answered, pop, rec))
+    code = await callback_demo(cfg)
     print(
-        f"\nMore: .venv/bin/hotline calls show {it.call_id}   |   make asterisk-cli   |   "
-        "make demo-stop"
+        f"\nMore: .venv/bin/hotline calls show {it.call_id}   |   hotline callbacks list   |   "
+        "make asterisk-cli   |   make demo-stop"
     )
-    return 0
+    return code
+
+
+async def callback_demo(cfg: Any) -> int:
+    """Part two: the billing line is unstaffed, a caller books a callback and gets it."""
+    from cti.ami import AmiClient
+    from hotline.callbacks import CallbackStore
+
+    secret = cfg.ami_secret()
+    ami = AmiClient(cfg.ami.host, cfg.ami.port, cfg.ami.username, secret or "")
+    await ami.start()
+    for _ in range(50):
+        if ami.logged_in:
+            break
+        await asyncio.sleep(0.1)
+
+    async def pause(agent: str, paused: bool) -> None:
+        await ami.action(
+            {
+                "Action": "QueuePause",
+                "Interface": f"PJSIP/agent{agent}",
+                "Paused": "true" if paused else "false",
+                "Reason": "demo",
+            }
+        )
+
+    db = Database(cfg.database_url())
+    callbacks = CallbackStore(db)
+    pops: list[dict[str, Any]] = []
+    ready = asyncio.Event()
+    watcher = asyncio.create_task(watch_pops(pops, ready))
+    await asyncio.wait_for(ready.wait(), 10)
+    print()
+    say("part two: agents 1001 and 1002 step away (paused): nobody can answer billing")
+    for a in ("1001", "1002"):
+        await pause(a, True)
+    await asyncio.sleep(1)
+    say(
+        f"{CALLBACK_CALLER} dials 100, presses 1 (billing) and 3 (a billing agent); hears "
+        "that no agent is available and presses 2: call me back"
+    )
+    result = await run_caller(
+        [Pause(1500), Keys("1"), Pause(2500), Keys("3"), Pause(3000), Keys("2")],
+        number=CALLBACK_CALLER,
+        hangup="asterisk",
+        timeout=60,
+    )
+    cb = await callbacks.open_for(CALLBACK_CALLER)
+    if not result.ok or cb is None:
+        say("no callback was booked: see .run/hotline.log")
+        await pause("1001", False)
+        await pause("1002", False)
+        ami.close()
+        await db.close()
+        return 1
+    say(f"callback {cb.id} booked for queue {cb.queue}; the caller hung up")
+    agent = Agent("1001")
+    phone = Agent(CALLBACK_CALLER, port=5080, answer_delay_ms=1500)
+    await agent.start()
+    await phone.start()
+    say("agent 1001 is back: Hotline rings 1001, then the caller's phone (sipp on 5080)")
+    await pause("1001", False)
+    done = None
+    for _ in range(120):
+        got = await callbacks.get(cb.id)
+        if got is not None and got.status in ("completed", "failed"):
+            done = got
+            break
+        await asyncio.sleep(0.25)
+    await asyncio.sleep(2)  # they talk
+    await ami.action({"Action": "Hangup", "Channel": "/^PJSIP\\/agent1001-.*$/"})
+    await agent.wait(10)
+    await phone.wait(10)
+    await agent.stop()
+    await phone.stop()
+    await pause("1002", False)
+    watcher.cancel()
+    ami.close()
+    pop = next(
+        (p for p in pops if p.get("callback") and p["caller_number"] == CALLBACK_CALLER), None
+    )
+    await db.close()
+    lines = ["", "The callback, as Hotline saw it", "-------------------------------"]
+    if done is None:
+        lines.append(f"callback    {cb.id}: not finished within 30 s (hotline callbacks list)")
+    else:
+        for h in done.history:
+            detail = ", ".join(f"{k} {v}" for k, v in h.items() if k not in ("at", "event"))
+            lines.append(f"  {h['at'][11:19]}  {h['event']:15} {detail}")
+        lines.append(f"status      {done.status} after {done.attempts} attempt(s)")
+    if pop is None:
+        lines.append("screen pop  none marked callback arrived for agent 1001")
+    else:
+        ivr = pop.get("ivr") or {}
+        lines.append(
+            f"screen pop  callback: {pop['callback']}, caller {pop['caller_number']}, "
+            f"IVR path {' > '.join(ivr.get('path', []))}, waited {pop['wait_seconds']} s"
+        )
+    print("\n".join(lines))
+    return 0 if done is not None and done.status == "completed" else 1
 
 
 if __name__ == "__main__":
