@@ -175,3 +175,85 @@ def test_rebuild_from_queue_status():
     assert s["agents_busy"] == 1 and s["agents_available"] == 0
     assert center.agents["1002"].shown_state == "paused"
     assert center.calls["5.5"].caller_number == "5551234"
+
+
+def test_queue_stats_estimate_the_wait_from_observed_handle_times():
+    """Erlang C inputs come from the events: arrivals, answers, talk times."""
+    center = CallCenter()
+    for agent in ("1001", "1002"):
+        center.apply(
+            {
+                "Event": "QueueMemberStatus",
+                "Queue": "billing",
+                "MemberName": agent,
+                "Interface": f"PJSIP/agent{agent}",
+                "Status": "2",  # in use
+                "Paused": "0",
+            },
+            now=0.0,
+        )
+    assert center.agents["1001"].interface == "PJSIP/agent1001"
+    # Six calls of 120 s each were answered and completed.
+    for i in range(6):
+        t = 10.0 + i * 100
+        center.apply(
+            {
+                "Event": "QueueCallerJoin",
+                "Queue": "billing",
+                "Channel": f"c{i}",
+                "Linkedid": f"{i}",
+            },
+            now=t,
+        )
+        center.apply(
+            {
+                "Event": "AgentComplete",
+                "Queue": "billing",
+                "MemberName": "1001",
+                "Interface": "PJSIP/agent1001",
+                "TalkTime": "120",
+                "Linkedid": f"{i}",
+            },
+            now=t + 130,
+        )
+        center.queue("billing").callers.clear()
+    for agent in ("1001", "1002"):
+        center.agents[agent].state = "busy"
+    # Three callers waiting: the fourth waits for four completions of 2 busy agents.
+    for i in range(3):
+        center.queue("billing").callers[f"w{i}"] = (f"w{i}", 700.0)
+    s = center.queue_stats("billing", now=710.0)
+    assert s["est_wait_method"] == "erlang_c"
+    assert s["est_wait_s"] == pytest.approx(4 * 120 / 2)
+    # Nobody staffed: no number, and the flow says "no agent is available".
+    for agent in ("1001", "1002"):
+        center.agents[agent].paused = True
+        center.agents[agent].state = "available"
+    s = center.queue_stats("billing", now=710.0)
+    assert s["est_wait_s"] is None and s["est_wait_method"] == "no_agents"
+
+
+def test_an_originated_callback_pops_like_a_queue_call_marked_callback():
+    from cti.state import ExpectedCallback
+
+    center = CallCenter()
+    center.expected_callbacks["cb-1"] = ExpectedCallback(
+        id="cb", agent="1001", queue="billing", number="5550999", interaction_id="i1", waited_s=42.4
+    )
+    out = center.apply(
+        {
+            "Event": "Newchannel",
+            "Channel": "PJSIP/agent1001-00000001",
+            "Uniqueid": "cb-1",
+            "Linkedid": "cb-1",
+            "CallerIDNum": "5550999",
+            "Context": "hotline-callback",
+        },
+        now=5.0,
+    )
+    [pop] = [o for o in out if isinstance(o, ScreenPop)]
+    assert pop.agent == "1001" and pop.queue == "billing" and pop.wait_s == 42.4
+    assert pop.call.callback and pop.call.caller_number == "5550999"
+    assert pop.call.variables["HOTLINE_INTERACTION"] == "i1"
+    assert center.agents["1001"].state == "ringing"
+    assert "cb-1" not in center.expected_callbacks

@@ -1,0 +1,195 @@
+"""Callbacks: the store's life cycle and the dispatcher's rules, against a scripted AMI.
+
+The dispatcher's real-Asterisk proof is tests/test_deflection_live.py; here
+the AMI peer is scripted so every outcome (agent does not answer, caller
+does not answer, attempts run out) and the "keeps the caller's place" rule
+can be checked quickly, on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from cti.callbacks import CallbackDispatcher, CallbackPolicy
+from cti.state import CallCenter
+from hotline.callbacks import CallbackStore, InvalidNumber, dialable
+from hotline.db import Database
+
+
+def test_only_plain_numbers_are_dialable() -> None:
+    assert dialable("+15551234") == "15551234"
+    assert dialable("5550999") == "5550999"
+    for bad in ("", "anonymous", "12", "5551234&Local/x", "555 1234", "1" * 16, "*98"):
+        with pytest.raises(InvalidNumber):
+            dialable(bad)
+    # A site pattern narrows the rule; it cannot widen it.
+    with pytest.raises(InvalidNumber):
+        dialable("4155550100", r"555[0-9]{4}")
+    with pytest.raises(InvalidNumber):
+        dialable("5551234,1", r".*")
+
+
+async def test_booking_twice_keeps_one_callback_and_its_place(db: Database) -> None:
+    store = CallbackStore(db)
+    first = await store.book(queue="billing", number="5550999", call_id="c1")
+    again = await store.book(queue="billing", number="+5550999", call_id="c2")
+    assert again.id == first.id and again.call_id == "c1"
+    assert [c.id for c in await store.pending("billing")] == [first.id]
+
+
+async def test_attempts_agent_no_answer_is_free_caller_no_answer_counts(db: Database) -> None:
+    store = CallbackStore(db)
+    cb = await store.book(queue="billing", number="5550999", call_id="c1")
+    policy = {"max_attempts": 2, "retry_after_s": 60}
+    await store.start_attempt(cb.id, "1001")
+    after = await store.finish_attempt(
+        cb.id, "agent_no_answer", connected=False, counts=False, **policy
+    )
+    assert after is not None and after.status == "pending" and after.attempts == 0
+    await store.start_attempt(cb.id, "1001")
+    after = await store.finish_attempt(cb.id, "noanswer", connected=False, **policy)
+    assert after is not None and after.status == "pending" and after.attempts == 1
+    assert after.next_attempt_at > datetime.now(UTC) + timedelta(seconds=50)
+    await store.start_attempt(cb.id, "1002")
+    after = await store.finish_attempt(cb.id, "busy", connected=False, **policy)
+    assert after is not None and after.status == "failed" and after.attempts == 2
+    assert [h["event"] for h in after.history] == [
+        "booked",
+        *["dialing", "attempt_result"] * 3,
+    ]
+
+
+async def test_a_restart_puts_callbacks_being_dialled_back_in_line(db: Database) -> None:
+    store = CallbackStore(db)
+    cb = await store.book(queue="billing", number="5550999", call_id="c1")
+    await store.start_attempt(cb.id, "1001")
+    assert await store.recover() == 1
+    got = await store.get(cb.id)
+    assert got is not None and got.status == "pending" and got.last_result == "interrupted"
+
+
+class ScriptedAmi:
+    """Plays Asterisk for Originate: the agent answers or not, then the caller's result."""
+
+    def __init__(self, agent_answers: bool = True) -> None:
+        self.logged_in = True
+        self.agent_answers = agent_answers
+        self.originates: list[dict[str, Any]] = []
+        self.dispatcher: CallbackDispatcher | None = None
+        self.caller_status = "ANSWER"
+
+    async def action(self, action: dict[str, Any], timeout: float = 10.0) -> list[dict[str, Any]]:
+        assert action["Action"] == "Originate"
+        self.originates.append(action)
+        queued = {"Response": "Success", "Message": "Originate successfully queued"}
+        if not self.agent_answers:
+            return [queued, {"Event": "OriginateResponse", "Response": "Failure", "Reason": "3"}]
+        variables = dict(v.split("=", 1) for v in action["Variable"])
+
+        def caller_result() -> None:
+            assert self.dispatcher is not None
+            self.dispatcher.on_event(
+                {
+                    "Event": "UserEvent",
+                    "UserEvent": "HotlineCallback",
+                    "Id": variables["HOTLINE_CALLBACK_ID"],
+                    "Status": self.caller_status,
+                }
+            )
+
+        asyncio.get_running_loop().call_later(0.05, caller_result)
+        return [queued, {"Event": "OriginateResponse", "Response": "Success"}]
+
+
+def billing_with(available: list[str], waiting_since: list[float]) -> CallCenter:
+    state = CallCenter()
+    q = state.queue("billing")
+    for number in ("1001", "1002"):
+        agent = state.agent(number)
+        agent.interface = f"PJSIP/agent{number}"
+        agent.state = "available" if number in available else "busy"
+        q.members.add(number)
+    for i, joined in enumerate(waiting_since):
+        q.callers[f"PJSIP/callers-{i}"] = (f"call{i}", joined)
+    return state
+
+
+async def test_dispatch_waits_for_callers_ahead_then_rings_the_free_agent_first(
+    db: Database,
+) -> None:
+    store = CallbackStore(db)
+    booked_at = datetime.now(UTC)
+    cb = await store.book(queue="billing", number="5550999", call_id="c1", requested_at=booked_at)
+    # One caller still on the line joined before the callback was booked.
+    state = billing_with(["1002"], [booked_at.timestamp() - 30])
+    ami = ScriptedAmi()
+    dispatcher = CallbackDispatcher(store, state, ami, CallbackPolicy())  # type: ignore[arg-type]
+    ami.dispatcher = dispatcher
+    assert await dispatcher.dispatch_due() == 0  # they are served first
+    state.queue("billing").callers.clear()
+    # A caller who joined after the booking does not hold the callback back.
+    state.queue("billing").callers["PJSIP/callers-9"] = ("late", time.time() + 5)
+    assert await dispatcher.dispatch_due() == 1
+    await asyncio.gather(*dispatcher._running.values())
+    [originate] = ami.originates
+    assert originate["Channel"] == "PJSIP/agent1002"
+    assert originate["Context"] == "hotline-callback" and originate["Exten"] == "s"
+    assert "HOTLINE_CALLBACK_NUMBER=5550999" in originate["Variable"]
+    done = await store.get(cb.id)
+    assert done is not None and done.status == "completed" and done.agent == "1002"
+
+
+async def test_agent_not_answering_retries_without_using_up_the_callers_attempts(
+    db: Database,
+) -> None:
+    store = CallbackStore(db)
+    cb = await store.book(queue="billing", number="5550999", call_id="c1")
+    state = billing_with(["1001"], [])
+    ami = ScriptedAmi(agent_answers=False)
+    outcomes: list[tuple[str, str]] = []
+    dispatcher = CallbackDispatcher(
+        store,
+        state,
+        ami,
+        CallbackPolicy(max_attempts=1),
+        on_outcome=lambda q, w: outcomes.append((q, w)),  # type: ignore[arg-type]
+    )
+    assert await dispatcher.dispatch_due() == 1
+    await asyncio.gather(*dispatcher._running.values())
+    got = await store.get(cb.id)
+    assert got is not None and got.status == "pending" and got.attempts == 0
+    assert got.last_result == "agent_no_answer:3"
+    assert outcomes == []
+
+
+async def test_caller_not_answering_until_attempts_run_out_fails_the_callback(
+    db: Database,
+) -> None:
+    store = CallbackStore(db)
+    cb = await store.book(queue="billing", number="5550999", call_id="c1")
+    state = billing_with(["1001"], [])
+    ami = ScriptedAmi()
+    ami.caller_status = "NOANSWER"
+    outcomes: list[tuple[str, str]] = []
+    dispatcher = CallbackDispatcher(
+        store,
+        state,
+        ami,  # type: ignore[arg-type]
+        CallbackPolicy(max_attempts=2, retry_after_s=0.01),
+        on_outcome=lambda q, w: outcomes.append((q, w)),
+    )
+    ami.dispatcher = dispatcher
+    for _ in range(2):
+        await asyncio.sleep(0.05)
+        assert await dispatcher.dispatch_due() == 1
+        await asyncio.gather(*dispatcher._running.values())
+    got = await store.get(cb.id)
+    assert got is not None and got.status == "failed" and got.attempts == 2
+    assert got.last_result == "noanswer"
+    assert outcomes == [("billing", "callback_failed")]
+    assert await dispatcher.dispatch_due() == 0
