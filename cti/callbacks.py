@@ -230,12 +230,8 @@ class CallbackDispatcher:
             )
             if not agent_answered:
                 # Not the caller's fault: the attempt is given back.
-                why = next(
-                    (r.get("Reason") or r.get("Message") for r in reversed(replies)), "?"
-                )
-                await self._finish(
-                    cb, f"agent_no_answer:{why}", connected=False, counts=False
-                )
+                why = next((r.get("Reason") or r.get("Message") for r in reversed(replies)), "?")
+                await self._finish(cb, f"agent_no_answer:{why}", connected=False, counts=False)
                 return
             status = await asyncio.wait_for(result_fut, p.caller_ring_s + 15)
         except TimeoutError:
