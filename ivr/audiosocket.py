@@ -72,6 +72,19 @@ class StreamResult:
 
 
 @dataclass
+class _Heard:
+    """What the caller has sent so far on one AudioSocket (filled by the reader task)."""
+
+    prompt_s: float
+    audio: bytearray = field(default_factory=bytearray)
+    voice: bool = False
+    last_voice: float = 0.0  # monotonic time the last voiced frame arrived
+    barged_in: bool = False
+    digit: str | None = None
+    more: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass
 class _Pending:
     connected: asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter]]
     created: float = field(default_factory=time.monotonic)
@@ -163,78 +176,116 @@ class StreamingListener:
         rec = await self._run(self._recognizer)
         stop_prompt = asyncio.Event()
         player = asyncio.create_task(self._play(writer, prompt_pcm, stop_prompt))
-        buffer, pending = b"", bytearray()
-        heard_voice, last_voice, early_checked = False, 0.0, False
+        # The socket is read by its own task, never held up by the decoder: under
+        # load a decode can wait in the pool for longer than the quiet that ends
+        # an utterance, and the end of speech must be judged on everything the
+        # caller has sent, not on what the decoder has caught up with.
+        heard = _Heard(prompt_s=len(prompt_pcm) / 16000)
+        reading = asyncio.create_task(self._read(reader, heard, stop_prompt))
         phrases = {" ".join(p.split()) for p in self._grammar or [] if p != "[unk]"}
         segments: list[dict[str, Any]] = []  # words of utterances Vosk itself ended
+        fed = 0  # bytes of heard.audio given to the recogniser
+        early_checked_at = -1.0  # the last voice time the early rule looked at
         deadline = time.monotonic() + timeout_s + len(prompt_pcm) / 16000
         try:
-            while time.monotonic() < deadline:
-                # Short reads: a caller who stops talking may also stop sending RTP,
-                # so the end of speech is judged on the clock, not on received frames.
-                try:
-                    data = await asyncio.wait_for(reader.read(4096), 0.05)
-                except TimeoutError:
-                    data = None
-                if data == b"":
-                    break
-                frames, buffer = parse_frames(buffer + (data or b""))
-                for kind, payload in frames:
-                    if kind == KIND_DTMF and payload[:1].decode(errors="ignore") in self._keys:
-                        result.digit = payload[:1].decode()
-                        return result
-                    if kind in (KIND_HANGUP, KIND_ERROR):
-                        return result
-                    if kind != KIND_AUDIO:
-                        continue
-                    pending += payload
-                    result.audio_s += len(payload) / 16000
-                    if rms(payload) > self.SPEECH_RMS:
-                        if not heard_voice:
-                            heard_voice = True
-                            stop_prompt.set()  # barge-in: the caller speaks over the prompt
-                            result.barged_in = result.audio_s < len(prompt_pcm) / 16000
-                        last_voice = time.monotonic()
-                        early_checked = False
-                if len(pending) >= int(self.CHUNK_S * 16000):
-                    t = time.monotonic()
-                    await self._feed(rec, bytes(pending), segments)
-                    result.decode_s += time.monotonic() - t
-                    pending.clear()
-                quiet = time.monotonic() - last_voice if heard_voice else 0.0
-                if phrases and quiet >= self.EARLY_S and not early_checked:
+            while time.monotonic() < deadline and not reading.done():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(heard.more.wait(), 0.05)
+                heard.more.clear()
+                if heard.digit is not None and heard.digit in self._keys:
+                    result.digit = heard.digit
+                    return result
+                if len(heard.audio) - fed >= int(self.CHUNK_S * 16000):
+                    fed = await self._catch_up(rec, heard, fed, segments, result)
+                if not heard.voice:
+                    continue
+                quiet = time.monotonic() - heard.last_voice
+                if phrases and quiet >= self.EARLY_S and early_checked_at != heard.last_voice:
                     # A short pause after a complete menu phrase is the end: do not
                     # make the caller wait out the full hangover for "요금 문의".
-                    early_checked = True
-                    if pending:
-                        await self._feed(rec, bytes(pending), segments)
-                        pending.clear()
+                    early_checked_at = heard.last_voice
+                    fed = await self._catch_up(rec, heard, fed, segments, result)
                     partial = json.loads(await self._run(rec.PartialResult)).get("partial", "")
                     so_far = " ".join([*(w["word"] for w in segments), partial]).split()
-                    if " ".join(so_far) in phrases:
+                    if early_checked_at == heard.last_voice and " ".join(so_far) in phrases:
                         result.speech_end = time.monotonic()
                         break
-                if heard_voice and quiet >= self.HANGOVER_S:
+                if heard.voice and time.monotonic() - heard.last_voice >= self.HANGOVER_S:
                     # End of speech: finish decoding what is left; that is all the delay.
                     result.speech_end = time.monotonic()
                     break
-            if pending:
-                await self._feed(rec, bytes(pending), segments)
+            if heard.digit is not None and heard.digit in self._keys:
+                result.digit = heard.digit
+                return result
+            fed = await self._catch_up(rec, heard, fed, segments, result)
             final = json.loads(await self._run(rec.FinalResult))
             words = [w for w in [*segments, *final.get("result", [])] if w.get("word") != "[unk]"]
             result.text = " ".join(w["word"] for w in words)
             result.confidence = (
                 round(sum(float(w.get("conf", 0)) for w in words) / len(words), 3) if words else 0.0
             )
+            result.barged_in = heard.barged_in
             result.result_at = time.monotonic()
             return result
         finally:
             stop_prompt.set()
             player.cancel()
+            reading.cancel()
             with contextlib.suppress(Exception):
                 writer.write(frame(KIND_HANGUP))
                 await writer.drain()
             writer.close()
+
+    async def _catch_up(
+        self,
+        rec: Any,
+        heard: _Heard,
+        fed: int,
+        segments: list[dict[str, Any]],
+        result: StreamResult,
+    ) -> int:
+        """Decode everything heard so far; returns the new count of bytes fed."""
+        upto = len(heard.audio)
+        if upto > fed:
+            t = time.monotonic()
+            await self._feed(rec, bytes(heard.audio[fed:upto]), segments)
+            result.decode_s += time.monotonic() - t
+            result.audio_s = upto / 16000
+        return upto
+
+    async def _read(
+        self, reader: asyncio.StreamReader, heard: _Heard, stop_prompt: asyncio.Event
+    ) -> None:
+        """Everything the caller sends, as it arrives: audio, voice activity, keys."""
+        buffer = b""
+        try:
+            while True:
+                data = await reader.read(4096)
+                if not data:
+                    return
+                frames, buffer = parse_frames(buffer + data)
+                for kind, payload in frames:
+                    if kind == KIND_DTMF:
+                        digit = payload[:1].decode(errors="ignore")
+                        if digit in self._keys:
+                            heard.digit = digit
+                            heard.more.set()
+                            return
+                        continue
+                    if kind in (KIND_HANGUP, KIND_ERROR):
+                        return
+                    if kind != KIND_AUDIO:
+                        continue
+                    heard.audio += payload
+                    if rms(payload) > self.SPEECH_RMS:
+                        if not heard.voice:
+                            heard.voice = True
+                            stop_prompt.set()  # barge-in: the caller speaks over the prompt
+                            heard.barged_in = len(heard.audio) / 16000 < heard.prompt_s
+                        heard.last_voice = time.monotonic()
+                heard.more.set()
+        finally:
+            heard.more.set()
 
     async def _feed(self, rec: Any, pcm: bytes, segments: list[dict[str, Any]]) -> None:
         """Decode more audio; when Vosk ends an utterance itself, keep its words."""
