@@ -1219,29 +1219,21 @@ def notes(res: dict[str, Any]) -> list[str]:
             1 for *_, row2 in unread if row2["cut_short"] and row2["utterance"] not in alone
         )
         found.append(
-            f"Overload ends utterances on stale data: in {len(unread)} stream(s) of the "
-            "concurrent rounds the listener declared the end of speech while voiced frames "
-            f"were already waiting unread in its socket ({n_cut} of them cut short, {n_new} "
-            "of those not cut short when alone, i.e. by load; the others are the sentences the "
-            "early rule cuts anyway; first: "
+            f"Voice unread at the decision: in {len(unread)} stream(s) of the concurrent "
+            "rounds the listener declared the end of speech while voiced frames the peer had "
+            f"already sent had not reached its reader ({n_cut} of them cut short, {n_new} of "
+            "those not cut short when alone, i.e. by load; first: "
             f"{row['utterance']} at N={n}, {key} pool, heard '{row['text']}' after "
-            f"{row['audio_s']} s of audio, {row['decode_s']} s of it awaiting decoding, "
-            f"{row['unread_frames']} frames unread).  StreamingListener judges the quiet on the "
-            "clock (now - the last voice frame it has processed) and reads nothing while it "
-            "awaits the pool; once a decode waits longer than the quiet it needs, the speech "
-            "behind it in the socket is not looked at."
-            + (
-                f"  With the early rule that quiet is only EARLY_S = {early_s} s whenever the "
-                "partial result is a menu phrase, so a pool delay of 150 ms (not 400 ms) is "
-                "enough.  Utterances hit: "
-                + ", ".join(
-                    f"{name} x{k}"
-                    for name, k in Counter(row2["utterance"] for *_, row2 in unread).most_common()
-                )
-                + "."
-                if early_s is not None
-                else ""
+            f"{row['audio_s']} s of audio, {row['unread_frames']} frames unread, peer lag "
+            f"max {row.get('peer_max_lag_ms')} ms).  The socket has its own reader task "
+            "(since fdb96fd), so a decode waiting in the pool no longer hides the caller's "
+            "speech; what is left is the event loop itself running late (the peer lag "
+            "column), which delays the reader and the fake peer alike.  Utterances hit: "
+            + ", ".join(
+                f"{name} x{k}"
+                for name, k in Counter(row2["utterance"] for *_, row2 in unread).most_common()
             )
+            + "."
         )
     return [
         *found,
