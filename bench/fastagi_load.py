@@ -574,8 +574,7 @@ class HotlineEngine(Engine):
         except OSError as e:
             call.closed_by_peer(f"connect failed: {e}")
             return
-        assert isinstance(transport, asyncio.Transport)
-        call._write = transport.write
+        call._write = transport.write  # type: ignore[attr-defined]  # uvloop's is no subclass
         call.start(agi_env("hotline", f"1700000000.{index}"))
         try:
             await asyncio.wait_for(asyncio.shield(call.done), CALL_TIMEOUT)
@@ -674,8 +673,8 @@ class ClassicEngine(Engine):
         call = proto.call
         call.t_start = t0  # setup counts from the spawn, as Asterisk's fork+exec
         stdin = transport.get_pipe_transport(0)
-        assert isinstance(stdin, asyncio.WriteTransport)
-        call._write = stdin.write
+        assert stdin is not None
+        call._write = stdin.write  # type: ignore[attr-defined]
         self.live[index] = transport.get_pid()
         call.start(agi_env("classic_agi_menu.py", f"1700000000.{index}"))
         try:
