@@ -42,7 +42,12 @@ class CallbackPolicy:
     agent_ring_s: float = 25.0  # how long the agent's phone rings
     caller_ring_s: float = 30.0  # set in the dialplan; here only to bound the wait
     poll_s: float = 1.0
-    number_pattern: str = r"\+?[0-9]{3,15}"
+    # An agent who lets a callback ring out is not asked again for this long, and
+    # after this many such misses the attempt counts against the caller after all
+    # (a logged-in agent who is away must not hold a callback up for ever).
+    agent_cooldown_s: float = 60.0
+    max_agent_misses: int = 5
+    number_pattern: str = r"\+?[0-9]{7,15}"
 
 
 class CallbackDispatcher:
@@ -60,6 +65,7 @@ class CallbackDispatcher:
         self.policy = policy or CallbackPolicy()
         self._results: dict[str, asyncio.Future[str]] = {}
         self._busy_agents: set[str] = set()
+        self._cooldown: dict[str, float] = {}  # agent -> monotonic time they may be rung again
         self._running: dict[str, asyncio.Task[None]] = {}
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -79,7 +85,12 @@ class CallbackDispatcher:
             self._wake.set()  # an agent may have become free, or the line moved
 
     async def start(self) -> None:
-        recovered = await self.store.recover()
+        # A callback that was being dialled when we stopped may still be ringing
+        # (or talking) in Asterisk: wait out both legs' ring time before trying again.
+        p = self.policy
+        recovered = await self.store.recover(
+            p.max_attempts, retry_after_s=p.agent_ring_s + p.caller_ring_s
+        )
         if recovered:
             log.info("callbacks interrupted by a restart are back in line: %d", recovered)
         self._task = asyncio.create_task(self._loop(), name="callback-dispatcher")
@@ -112,12 +123,14 @@ class CallbackDispatcher:
         q = self.state.queues.get(queue)
         if q is None:
             return None
+        now = time.monotonic()
         for number in sorted(q.members):
             agent = self.state.agents.get(number)
             if (
                 agent is not None
                 and agent.shown_state == "available"
                 and number not in self._busy_agents
+                and self._cooldown.get(number, 0.0) <= now
             ):
                 return number
         return None
@@ -147,10 +160,12 @@ class CallbackDispatcher:
         for cb in await self.store.pending():
             if cb.id in self._running or cb.queue in seen_queues:
                 continue
+            if cb.next_attempt_at > now:
+                continue  # waiting to retry: the ones behind it may go first
             # One callback per queue at a time, in booking order: the first
             # pending one of a queue holds the place for the ones behind it.
             seen_queues.add(cb.queue)
-            if cb.next_attempt_at > now or self.ahead_in_queue(cb):
+            if self.ahead_in_queue(cb):
                 continue
             agent = self.free_agent(cb.queue)
             if agent is None:
@@ -229,9 +244,21 @@ class CallbackDispatcher:
                 for r in replies
             )
             if not agent_answered:
-                # Not the caller's fault: the attempt is given back.
+                # Not the caller's fault: the attempt is given back (up to a point),
+                # and this agent is left alone for a while.
                 why = next((r.get("Reason") or r.get("Message") for r in reversed(replies)), "?")
-                await self._finish(cb, f"agent_no_answer:{why}", connected=False, counts=False)
+                self._cooldown[agent] = time.monotonic() + p.agent_cooldown_s
+                misses = sum(
+                    1
+                    for h in started.history
+                    if str(h.get("result", "")).startswith("agent_no_answer")
+                )
+                await self._finish(
+                    cb,
+                    f"agent_no_answer:{why}",
+                    connected=False,
+                    counts=misses + 1 >= p.max_agent_misses,
+                )
                 return
             status = await asyncio.wait_for(result_fut, p.caller_ring_s + 15)
         except TimeoutError:

@@ -302,6 +302,11 @@ async def serve(cfg: Config, role: str = "all", ready: asyncio.Event | None = No
                 await ami.start()
                 if dispatcher is not None:
                     await dispatcher.start()
+        if role == "all" and dispatcher is None and services is not None and services.callbacks:
+            # Nothing in this process would ever dial a callback (AMI off or no
+            # secret): do not offer one.  (--role ivr assumes a --role cti beside it.)
+            log.warning("callbacks not offered: the AMI client is not running")
+            services.callbacks = None
         # Everything loaded so far (flows, models, SQLAlchemy's caches) lives as
         # long as the server: keep it out of the cyclic collector's full passes,
         # which otherwise pause every call's AGI traffic for tens of ms.

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from hotline.db import Database
 from hotline.tables import CallbackRow
@@ -27,8 +27,10 @@ from hotline.tables import CallbackRow
 Status = Literal["pending", "dialing", "completed", "failed", "cancelled"]
 OPEN: tuple[Status, ...] = ("pending", "dialing")
 
-# Digits only, 3 to 15 of them (E.164's limit), an optional leading +.
-DEFAULT_NUMBER_PATTERN = r"\+?[0-9]{3,15}"
+# Digits only, 7 to 15 of them (E.164 allows 15; fewer than 7 are emergency and
+# short service numbers, which a spoofed caller ID must not make us call), an
+# optional leading +.
+DEFAULT_NUMBER_PATTERN = r"\+?[0-9]{7,15}"
 
 
 class InvalidNumber(ValueError):
@@ -262,13 +264,24 @@ class CallbackStore:
             callback_id, {"event": "cancelled", "reason": reason}, OPEN, status="cancelled"
         )
 
-    async def recover(self) -> int:
-        """After a restart: callbacks left dialling go back in line (the attempt counts)."""
+    async def recover(self, max_attempts: int = 3, retry_after_s: float = 60.0) -> int:
+        """After a restart: callbacks left dialling go back in line, after
+        ``retry_after_s`` (the interrupted call may still be ringing); the
+        attempt counts, and one that was the last attempt fails."""
         now = utcnow()
         async with self._db.sessions() as s, s.begin():
-            result = await s.execute(
-                update(CallbackRow)
-                .where(CallbackRow.status == "dialing")
-                .values(status="pending", last_result="interrupted", updated_at=now)
+            rows = list(
+                await s.scalars(
+                    select(CallbackRow).where(CallbackRow.status == "dialing").with_for_update()
+                )
             )
-            return int(getattr(result, "rowcount", 0) or 0)
+            for row in rows:
+                row.status = "failed" if row.attempts >= max_attempts else "pending"
+                row.last_result = "interrupted"
+                row.next_attempt_at = now + timedelta(seconds=retry_after_s)
+                row.history = [
+                    *(row.history or []),
+                    {"at": now.isoformat(), "event": "interrupted", "status": row.status},
+                ]
+                row.updated_at = now
+            return len(rows)

@@ -158,8 +158,9 @@ class DeflectionConfig(_Section):
 
     enabled: bool = True
     # Numbers a link or a callback may go to, as a regular expression over the
-    # caller ID.  It can only narrow the built-in rule (digits, 3 to 15 of them).
-    number_pattern: str = r"\+?[0-9]{3,15}"
+    # caller ID.  It can only narrow the built-in rule (digits, 7 to 15 of them: no
+    # emergency or short service numbers).
+    number_pattern: str = r"\+?[0-9]{7,15}"
     # "file" (the demo's outbox, one JSON line per message), "webhook", "smtp"
     # (an email-to-SMS gateway), or "none" (the flow's link option then says
     # the link could not be sent and queues the caller).

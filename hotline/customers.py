@@ -138,6 +138,8 @@ class CustomerDirectory:
     replaced and the lookup retried once.
     """
 
+    LOOKUP_TIMEOUT_S = 2.0
+
     def __init__(self, db: Database) -> None:
         self._db = db
         self._reader: AsyncConnection | None = None
@@ -161,9 +163,14 @@ class CustomerDirectory:
                     conn = await self._db.engine.connect()
                     self._reader = await conn.execution_options(isolation_level="AUTOCOMMIT")
                 try:
-                    row = (await self._reader.execute(stmt)).mappings().first()
+                    # Bounded: a connection a firewall dropped silently would otherwise
+                    # hang every caller's lookup behind this one for minutes.
+                    result = await asyncio.wait_for(
+                        self._reader.execute(stmt), self.LOOKUP_TIMEOUT_S
+                    )
+                    row = result.mappings().first()
                     break
-                except (DBAPIError, OSError):
+                except (DBAPIError, OSError, TimeoutError):
                     await self._drop_reader()
                     if attempt == 2:
                         raise

@@ -180,6 +180,7 @@ class InteractionStore:
     BATCH_MAX = 500
     CHUNK_ROWS = 8
     LINGER_S = 0.25
+    RETRY_AFTER_S = 0.5
 
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -253,19 +254,35 @@ class InteractionStore:
             while self._pending:
                 ids = list(itertools.islice(self._pending, self.BATCH_MAX))
                 batch = [self._pending.pop(i) for i in ids]
-                try:
-                    await self._write([values for values, _ in batch])
-                except Exception as e:
-                    log.exception("writing %d interaction record(s) failed", len(batch))
-                    for _, waiters in batch:
-                        for w in waiters:
-                            if not w.done():
-                                w.set_exception(e)
-                else:
-                    for _, waiters in batch:
-                        for w in waiters:
-                            if not w.done():
-                                w.set_result(None)
+                for (_values, waiters), error in zip(
+                    batch, await self._write_resilient([v for v, _ in batch]), strict=True
+                ):
+                    for w in waiters:
+                        if w.done():
+                            continue
+                        if error is None:
+                            w.set_result(None)
+                        else:
+                            w.set_exception(error)
+
+    async def _write_resilient(self, rows: list[dict[str, Any]]) -> list[Exception | None]:
+        """Write a batch; on failure try again once (a database blip), then row by
+        row, so one bad row (say, an over-long caller name) costs only its own record."""
+        for attempt in (1, 2):
+            try:
+                await self._write(rows)
+                return [None] * len(rows)
+            except Exception as e:
+                if len(rows) == 1 and attempt == 2:
+                    log.exception("writing an interaction record failed; it is lost")
+                    return [e]
+                log.warning("writing %d interaction record(s) failed: %s", len(rows), e)
+                if attempt == 1:
+                    await asyncio.sleep(self.RETRY_AFTER_S)
+        errors: list[Exception | None] = []
+        for row in rows:  # more than one row here: a single row returned above
+            errors += await self._write_resilient([row])
+        return errors
 
     async def _write(self, rows: list[dict[str, Any]]) -> None:
         async with self._db.engine.begin() as conn:

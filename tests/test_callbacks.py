@@ -68,9 +68,16 @@ async def test_a_restart_puts_callbacks_being_dialled_back_in_line(db: Database)
     store = CallbackStore(db)
     cb = await store.book(queue="billing", number="5550999", call_id="c1")
     await store.start_attempt(cb.id, "1001")
-    assert await store.recover() == 1
+    assert await store.recover(max_attempts=3, retry_after_s=55) == 1
     got = await store.get(cb.id)
     assert got is not None and got.status == "pending" and got.last_result == "interrupted"
+    # The interrupted call may still be ringing: not dialled again at once.
+    assert got.next_attempt_at > datetime.now(UTC) + timedelta(seconds=50)
+    # A restart during the last allowed attempt fails it rather than calling again.
+    await store.start_attempt(cb.id, "1001")
+    assert await store.recover(max_attempts=2) == 1
+    got = await store.get(cb.id)
+    assert got is not None and got.status == "failed" and got.attempts == 2
 
 
 class ScriptedAmi:
@@ -165,6 +172,9 @@ async def test_agent_not_answering_retries_without_using_up_the_callers_attempts
     assert got is not None and got.status == "pending" and got.attempts == 0
     assert got.last_result == "agent_no_answer:3"
     assert outcomes == []
+    # That agent is left alone for a while; the other one gets the next try.
+    state.agent("1002").state = "available"
+    assert dispatcher.free_agent("billing") == "1002"
 
 
 async def test_caller_not_answering_until_attempts_run_out_fails_the_callback(

@@ -199,8 +199,8 @@ class CallSession:
                 # The dialplan queues the caller anyway when HOTLINE_QUEUE is unset.
                 self.interaction.outcome = "error"
         finally:
-            if self._caller_lookup is not None:
-                self._caller_lookup.cancel()  # the call ended before its lookup node
+            # A lookup the call no longer needs is left to finish (it is quick):
+            # cancelling it mid-connect would strand the directory's connection.
             self.interaction.ended_at = utcnow()
             # Queued, not awaited: the dialplan takes the caller to the queue at
             # once; the screen pop reads this snapshot from the store's memory,
@@ -839,6 +839,9 @@ class CallSession:
         log.info("caller handed to queue", extra={"queue": queue, "outcome": outcome})
 
 
+_lookups: set[asyncio.Task[Customer | None]] = set()
+
+
 @dataclass
 class CallRouter:
     """The FastAGI handler: picks the flow by the AGI path and runs the call."""
@@ -857,14 +860,12 @@ class CallRouter:
         caller: asyncio.Task[Customer | None] | None = None
         if flow.looks_up_caller:
             caller = asyncio.create_task(self.services.directory.by_phone(channel.caller_number))
-            # A failure is raised where the flow awaits it; if it never does, it is dropped.
+            # A failure is raised where the flow awaits it; if it never does, it is
+            # dropped.  Held here until done: the loop keeps only weak references.
+            _lookups.add(caller)
+            caller.add_done_callback(_lookups.discard)
             caller.add_done_callback(lambda t: t.cancelled() or t.exception())
-        try:
-            call_id = await channel.get_full_variable("${CHANNEL(linkedid)}") or channel.uniqueid
-        except BaseException:
-            if caller is not None:
-                caller.cancel()
-            raise
+        call_id = await channel.get_full_variable("${CHANNEL(linkedid)}") or channel.uniqueid
         call_id_var.set(call_id)
         session = CallSession(channel, flow, self.services, call_id, caller)
         self.sessions[session.interaction.id] = session
