@@ -195,7 +195,25 @@ def _retry_after(value: str | None) -> float | None:
     return seconds if seconds >= 0 else None
 
 
-class WebhookNotifier:
+class _Closing:
+    """``async with notifier:`` closes it on the way out (each notifier has ``close``)."""
+
+    async def close(self) -> None:
+        """Release what the notifier holds; nothing by default."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+class WebhookNotifier(_Closing):
     """POSTs the message as JSON; ``Authorization: Bearer <token>`` when a token is set.
 
     Connection errors, timeouts, 429 and 5xx are retried with exponential backoff; any other
@@ -280,19 +298,8 @@ class WebhookNotifier:
             await self._session.close()
         self._session = None
 
-    async def __aenter__(self) -> Self:
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-
-class SmtpNotifier:
+class SmtpNotifier(_Closing):
     """Mails an email-to-SMS gateway: the message goes to ``<digits>@<domain>``.
 
     ``smtplib`` blocks, so each attempt runs in a thread; ``timeout_s`` is the socket timeout.
@@ -394,20 +401,6 @@ class SmtpNotifier:
             secrets=(self._password,) if self._password else (),
         )
 
-    async def close(self) -> None:
-        """Nothing to release: each attempt opens and closes its own connection."""
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
 
 def _smtp_reply(code: int, text: bytes | str) -> str:
     if isinstance(text, bytes):
@@ -437,7 +430,7 @@ def _classify_smtp(exc: Exception) -> _Transient | _Permanent:
     return _Permanent(_describe(exc))
 
 
-class FileNotifier:
+class FileNotifier(_Closing):
     """Appends one JSON line per message to ``path`` (the demo's outbox); never retries."""
 
     def __init__(self, path: str | Path, *, name: str = "file") -> None:
@@ -465,20 +458,6 @@ class FileNotifier:
                 raise _Permanent(_describe(exc)) from exc
 
         await _deliver(self.name, msg, attempt_once, attempts=1, backoff_s=0)
-
-    async def close(self) -> None:
-        """Nothing to release: the file is opened for each message."""
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
 
 async def close_notifier(notifier: Notifier) -> None:
