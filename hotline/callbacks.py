@@ -86,18 +86,14 @@ class Callback:
         }
 
 
-def _aware(t: datetime) -> datetime:
-    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)  # SQLite drops the zone
-
-
 def _from_row(row: CallbackRow) -> Callback:
     return Callback(
         id=row.id,
         queue=row.queue,
         number=row.number,
         call_id=row.call_id,
-        requested_at=_aware(row.requested_at),
-        next_attempt_at=_aware(row.next_attempt_at),
+        requested_at=row.requested_at,
+        next_attempt_at=row.next_attempt_at,
         interaction_id=row.interaction_id,
         customer_id=row.customer_id,
         language=row.language,

@@ -127,13 +127,6 @@ def _consume_exception(future: asyncio.Future[None]) -> None:
 
 
 def _from_row(row: InteractionRow) -> Interaction:
-    started = row.started_at
-    ended = row.ended_at
-    # SQLite hands back naive datetimes; everything we store is UTC.
-    if started.tzinfo is None:
-        started = started.replace(tzinfo=UTC)
-    if ended is not None and ended.tzinfo is None:
-        ended = ended.replace(tzinfo=UTC)
     return Interaction(
         id=row.id,
         call_id=row.call_id,
@@ -143,8 +136,8 @@ def _from_row(row: InteractionRow) -> Interaction:
         channel=row.channel,
         customer_id=row.customer_id,
         language=row.language,
-        started_at=started,
-        ended_at=ended,
+        started_at=row.started_at,
+        ended_at=row.ended_at,
         outcome=row.outcome,  # type: ignore[arg-type]
         queue=row.queue,
         intent=row.intent,

@@ -102,10 +102,6 @@ class Recording:
         }
 
 
-def _utc(d: datetime) -> datetime:
-    return d.replace(tzinfo=UTC) if d.tzinfo is None else d
-
-
 def recording_from_row(r: RecordingRow) -> Recording:
     return Recording(
         r.id,
@@ -114,8 +110,8 @@ def recording_from_row(r: RecordingRow) -> Recording:
         r.caller,
         r.agent,
         r.queue,
-        _utc(r.started_at),
-        _utc(r.ended_at),
+        r.started_at,
+        r.ended_at,
         r.duration_s,
         r.format,
         r.size,
