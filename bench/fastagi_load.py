@@ -235,21 +235,6 @@ def serve(
     asyncio.run(main())
 
 
-async def create_pg_database(admin_url: str) -> str:
-    """A new, empty PostgreSQL database for one benchmark run; returns its asyncpg URL."""
-    import asyncpg
-
-    name = f"hotline_bench_{os.getpid()}_{random.randrange(10**6)}"
-    conn = await asyncpg.connect(admin_url)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    base = admin_url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
-    log(f"PostgreSQL database {name} (left in place; drop it when done)")
-    return f"{base}/{name}"
-
-
 # -- /proc ----------------------------------------------------------------------------------
 
 
@@ -1039,7 +1024,11 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     results: list[dict[str, Any]] = []
     server_args = ["--log-level", args.log_level]
     if args.postgresql:
-        server_args += ["--database-url", await create_pg_database(args.postgresql)]
+        from hotline.db import create_postgres_database, postgres_url
+
+        name = await create_postgres_database(args.postgresql, "hotline_bench")
+        log(f"PostgreSQL database {name} (left in place; drop it when done)")
+        server_args += ["--database-url", postgres_url(args.postgresql, name)]
     if args.switch_interval:
         server_args += ["--switch-interval", str(args.switch_interval)]
     if args.no_interaction_writes:

@@ -66,7 +66,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 import wave
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -77,7 +76,12 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from hotline.audit import AuditLog  # noqa: E402
-from hotline.db import Database  # noqa: E402
+from hotline.db import (  # noqa: E402
+    Database,
+    create_postgres_database,
+    drop_postgres_database,
+    postgres_url,
+)
 from hotline.recordings import CallFacts, RecordingStore  # noqa: E402
 from hotline.users import Actor  # noqa: E402
 
@@ -255,29 +259,6 @@ def sqlite_dt(d: datetime) -> str:
 
 
 # -- databases --------------------------------------------------------------------------------
-
-
-async def pg_create() -> tuple[str, str]:
-    import asyncpg
-
-    name = f"hotline_bench_{uuid.uuid4().hex[:10]}"
-    conn = await asyncpg.connect(PG_ADMIN)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    base = PG_ADMIN.rsplit("/", 1)[0]
-    return name, f"{base}/{name}"
-
-
-async def pg_drop(name: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(PG_ADMIN)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
 
 
 def sqlite_load(
@@ -579,7 +560,8 @@ async def bench_db(kind: str, args: argparse.Namespace, sh: Shared) -> dict[str,
             path = work / "hotline.db"
             url = f"sqlite+aiosqlite:///{path}"
         else:
-            pg_name, dsn = await pg_create()
+            pg_name = await create_postgres_database(PG_ADMIN, "hotline_bench")
+            dsn = postgres_url(PG_ADMIN, pg_name, driver=None)
             url = dsn.replace("postgresql://", "postgresql+asyncpg://")
         db = Database(url)
         await db.migrate()
@@ -650,7 +632,7 @@ async def bench_db(kind: str, args: argparse.Namespace, sh: Shared) -> dict[str,
         if db is not None:
             await db.close()
         if pg_name:
-            await pg_drop(pg_name)
+            await drop_postgres_database(PG_ADMIN, pg_name)
         shutil.rmtree(work, ignore_errors=True)
 
 

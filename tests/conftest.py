@@ -13,7 +13,12 @@ import pytest
 
 from hotline.config import Config, load_config
 from hotline.customers import CustomerDirectory
-from hotline.db import Database
+from hotline.db import (
+    Database,
+    create_postgres_database,
+    drop_postgres_database,
+    postgres_url,
+)
 from hotline.interactions import InteractionStore
 from ivr.flow.engine import Services
 from ivr.flow.loader import load_flows
@@ -34,29 +39,6 @@ def demo_config() -> Config:
     return load_config(REPO / "hotline.toml", environ={})
 
 
-async def _pg_database() -> tuple[str, str]:
-    import asyncpg
-
-    name = f"hotline_test_{uuid.uuid4().hex[:10]}"
-    conn = await asyncpg.connect(PG_ADMIN)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    base = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
-    return name, f"{base}/{name}"
-
-
-async def _drop_pg(name: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(PG_ADMIN)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
     """A migrated, empty database: each test runs on SQLite and on PostgreSQL."""
@@ -64,7 +46,8 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Da
     if request.param == "sqlite":
         url = f"sqlite+aiosqlite:///{tmp_path / 'hotline.db'}"
     else:
-        pg_name, url = await _pg_database()
+        pg_name = await create_postgres_database(PG_ADMIN, "hotline_test")
+        url = postgres_url(PG_ADMIN, pg_name)
     database = Database(url)
     await database.migrate()
     try:
@@ -72,7 +55,7 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Da
     finally:
         await database.close()
         if pg_name:
-            await _drop_pg(pg_name)
+            await drop_postgres_database(PG_ADMIN, pg_name)
 
 
 @pytest.fixture(scope="session")
