@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import uuid
@@ -39,11 +40,11 @@ def demo_config() -> Config:
     return load_config(REPO / "hotline.toml", environ={})
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    """A migrated, empty database: each test runs on SQLite and on PostgreSQL."""
+@contextlib.asynccontextmanager
+async def _migrated(kind: str, tmp_path: Path) -> AsyncIterator[Database]:
+    """A migrated, empty database of that kind, dropped afterwards."""
     pg_name = None
-    if request.param == "sqlite":
+    if kind == "sqlite":
         url = f"sqlite+aiosqlite:///{tmp_path / 'hotline.db'}"
     else:
         pg_name = await create_postgres_database(PG_ADMIN, "hotline_test")
@@ -56,6 +57,20 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Da
         await database.close()
         if pg_name:
             await drop_postgres_database(PG_ADMIN, pg_name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    """A migrated, empty database: each test runs on SQLite and on PostgreSQL."""
+    async with _migrated(request.param, tmp_path) as database:
+        yield database
+
+
+@pytest.fixture
+async def pg_db(tmp_path: Path) -> AsyncIterator[Database]:
+    """PostgreSQL only: for what SQLite cannot show (it accepts over-long strings)."""
+    async with _migrated("postgresql", tmp_path) as database:
+        yield database
 
 
 @pytest.fixture(scope="session")

@@ -46,30 +46,26 @@ async def test_the_newest_snapshot_wins_and_later_changes_are_not_written(db: Da
 
 
 async def test_a_failed_write_is_raised_to_whoever_waits_and_the_store_goes_on(
-    db: Database,
+    pg_db: Database,
 ) -> None:
-    store = InteractionStore(db)
+    store = InteractionStore(pg_db)
     bad = _call(2)
     bad.flow = "x" * 200  # longer than the column: PostgreSQL refuses it
     good = _call(3)
-    if db.engine.dialect.name == "sqlite":
-        pytest.skip("SQLite stores over-long strings: no way to make one row fail")
     with pytest.raises(Exception, match=r"too long|value"):
         await store.save(bad)
     await store.save(good)  # the writer survived the failed batch
-    assert await InteractionStore(db).get(good.id) is not None
+    assert await InteractionStore(pg_db).get(good.id) is not None
     await store.close()
 
 
-async def test_one_bad_record_in_a_batch_costs_only_itself(db: Database) -> None:
-    if db.engine.dialect.name == "sqlite":
-        pytest.skip("SQLite stores over-long strings: no way to make one row fail")
-    store = InteractionStore(db)
+async def test_one_bad_record_in_a_batch_costs_only_itself(pg_db: Database) -> None:
+    store = InteractionStore(pg_db)
     calls = [_call(100 + n) for n in range(20)]
     calls[7].caller_name = "x" * 500  # a caller ID name longer than the column
     results = await asyncio.gather(*(store.save(c) for c in calls), return_exceptions=True)
     failed = [c.id for c, r in zip(calls, results, strict=True) if isinstance(r, Exception)]
     assert failed == [calls[7].id]
-    stored = {i.id for i in await InteractionStore(db).recent(limit=100)}
+    stored = {i.id for i in await InteractionStore(pg_db).recent(limit=100)}
     assert stored == {c.id for c in calls} - {calls[7].id}
     await store.close()
