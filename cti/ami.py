@@ -226,6 +226,19 @@ class AmiClient:
         items = result if isinstance(result, list) else [result]
         return [dict(m) for m in items]
 
+    async def queue_pause(self, interface: str, paused: bool, reason: str = "") -> bool:
+        """Pause or unpause a queue member (e.g. ``PJSIP/agent1001``) in all its queues;
+        True when Asterisk accepted it."""
+        reply = await self.action(
+            {
+                "Action": "QueuePause",
+                "Interface": interface,
+                "Paused": "true" if paused else "false",
+                "Reason": reason,
+            }
+        )
+        return bool(reply) and reply[0].get("Response") == "Success"
+
     def health(self) -> dict[str, Any]:
         return {
             "connected": self.logged_in,

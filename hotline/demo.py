@@ -234,14 +234,7 @@ async def callback_demo(cfg: Any) -> int:
         await asyncio.sleep(0.1)
 
     async def pause(agent: str, paused: bool) -> None:
-        await ami.action(
-            {
-                "Action": "QueuePause",
-                "Interface": f"PJSIP/agent{agent}",
-                "Paused": "true" if paused else "false",
-                "Reason": "demo",
-            }
-        )
+        await ami.queue_pause(f"PJSIP/agent{agent}", paused, "demo")
 
     db = Database(cfg.database_url())
     callbacks = CallbackStore(db)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import os
 import subprocess
 import uuid
@@ -20,7 +21,7 @@ from hotline.db import (
     drop_postgres_database,
     postgres_url,
 )
-from hotline.interactions import InteractionStore
+from hotline.interactions import Interaction, InteractionStore
 from ivr.flow.engine import Services
 from ivr.flow.loader import load_flows
 from ivr.prompts import PromptCache
@@ -161,15 +162,29 @@ async def live_server(
 
 
 async def wait_for(predicate, timeout: float = 10.0, interval: float = 0.1):  # type: ignore[no-untyped-def]
-    """Poll an async predicate until it returns something truthy."""
+    """Poll a predicate (plain or async) until it returns something truthy."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
-        value = await predicate()
+        value = predicate()
+        if inspect.isawaitable(value):
+            value = await value
         if value:
             return value
         if asyncio.get_running_loop().time() > deadline:
             return value
         await asyncio.sleep(interval)
+
+
+async def finished_record(services: Services, call_id: str) -> Interaction:
+    """The call's interaction record, once the server has finished writing it."""
+
+    async def finished() -> Interaction | None:
+        it = await services.interactions.get(call_id)
+        return it if it is not None and it.ended_at is not None else None
+
+    it = await wait_for(finished, timeout=5)
+    assert it is not None, "every call leaves a finished interaction record"
+    return it
 
 
 # -- MQTT ------------------------------------------------------------------------------------
@@ -269,7 +284,7 @@ async def cti_live(live_server: Services) -> AsyncIterator[tuple[object, Inbox, 
     publisher.start()
     cti.start()
     await ami.start()
-    await wait_for(lambda: _true(ami.logged_in and cti.state.agents), timeout=10)
+    await wait_for(lambda: ami.logged_in and cti.state.agents, timeout=10)
     try:
         yield cti, inbox, prefix
     finally:
@@ -280,7 +295,3 @@ async def cti_live(live_server: Services) -> AsyncIterator[tuple[object, Inbox, 
         await cti.stop()
         await publisher.stop()
         sub.cancel()
-
-
-async def _true(value: object) -> object:
-    return value

@@ -21,7 +21,7 @@ from hotline.interactions import Interaction
 from hotline.notify import FileNotifier, WebhookNotifier
 from ivr.flow.engine import CallRouter, Services
 from ivr.server import FastAgiServer
-from tests.conftest import wait_for
+from tests.conftest import finished_record
 from tests.fake_asterisk import FakeCall
 
 TO_BILLING_AGENT = ["1", "3"]  # main menu: billing; billing menu: a billing agent
@@ -58,13 +58,7 @@ async def deflecting(
 
 
 async def record(services: Services, call: FakeCall) -> Interaction:
-    async def finished() -> Interaction | None:
-        it = await services.interactions.get(call.linkedid)
-        return it if it is not None and it.ended_at is not None else None
-
-    it = await wait_for(finished, timeout=5)
-    assert it is not None
-    return it
+    return await finished_record(services, call.linkedid)
 
 
 def played(services: Services, call: FakeCall, text: str) -> bool:

@@ -38,15 +38,18 @@ CALLBACK_STEPS = [Pause(1500), Keys("1"), Pause(2500), Keys("3"), Pause(3000), K
 
 
 async def pause(ami: Any, agent: str, paused: bool) -> None:
-    reply = await ami.action(
-        {
-            "Action": "QueuePause",
-            "Interface": f"PJSIP/agent{agent}",
-            "Paused": "true" if paused else "false",
-            "Reason": "test",
-        }
-    )
-    assert reply[0].get("Response") == "Success", reply
+    assert await ami.queue_pause(f"PJSIP/agent{agent}", paused, "test")
+
+
+async def completed(store: CallbackStore, callback_id: str) -> Callback | None:
+    """The callback once it is completed (waits up to 30 s)."""
+
+    async def done() -> Callback | None:
+        got = await store.get(callback_id)
+        return got if got is not None and got.status == "completed" else None
+
+    result: Callback | None = await wait_for(done, timeout=30)
+    return result
 
 
 @pytest.fixture
@@ -62,9 +65,7 @@ async def deflection_on(
     live_server.on_deflection = cti.count_deflection
     for a in BILLING_AGENTS:
         await pause(cti.ami, a, True)
-    await wait_for(
-        lambda: _true(all(cti.state.agents[a].paused for a in BILLING_AGENTS)), timeout=5
-    )
+    await wait_for(lambda: all(cti.state.agents[a].paused for a in BILLING_AGENTS), timeout=5)
     try:
         yield cti, inbox, store
     finally:
@@ -72,10 +73,6 @@ async def deflection_on(
             await pause(cti.ami, a, False)
         live_server.callbacks = live_server.notifier = live_server.wait_estimate = None
         live_server.on_deflection = live_server.on_callback_booked = None
-
-
-async def _true(value: object) -> object:
-    return value
 
 
 async def book_callback(store: CallbackStore, caller: str) -> Callback:
@@ -125,11 +122,7 @@ async def test_callback_rings_the_agent_then_the_caller_with_a_pop_marked_callba
         assert pop["ivr"]["path"][-1] == "billing_wait"
         assert pop["ivr"]["outcome"] == "deflected"
 
-        async def completed() -> Callback | None:
-            got = await store.get(cb.id)
-            return got if got is not None and got.status == "completed" else None
-
-        done = await wait_for(completed, timeout=30)
+        done = await completed(store, cb.id)
         assert done is not None, (await store.get(cb.id), agent.errors(), phone.errors())
         assert done.agent == "1001" and done.attempts == 1 and done.last_result == "answer"
         await asyncio.sleep(1.5)  # agent and caller talk
@@ -211,11 +204,7 @@ async def test_a_callback_survives_a_server_restart(
         assert got is not None, log.read_text()[-4000:]
         assert got[0]["caller_number"] == caller
 
-        async def completed() -> Callback | None:
-            got = await store.get(cb.id)
-            return got if got is not None and got.status == "completed" else None
-
-        done = await wait_for(completed, timeout=30)
+        done = await completed(store, cb.id)
         assert done is not None, (await store.get(cb.id), log.read_text()[-3000:])
         # What an admin sees: the attempt that the restart interrupted did not happen
         # (booked before the restart, dialled once after it).

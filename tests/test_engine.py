@@ -9,7 +9,7 @@ import pytest
 from hotline.interactions import Interaction
 from ivr.flow.engine import CallRouter, Services, expiry_ok, luhn_ok, mask
 from ivr.server import FastAgiServer
-from tests.conftest import wait_for
+from tests.conftest import finished_record
 from tests.fake_asterisk import FakeCall
 
 CARD = "4111111111111111"
@@ -24,15 +24,7 @@ async def server(services: Services) -> AsyncIterator[FastAgiServer]:
 
 
 async def record(services: Services, call: FakeCall) -> Interaction:
-    """The call's interaction record, once the server has finished writing it."""
-
-    async def finished() -> Interaction | None:
-        it = await services.interactions.get(call.linkedid)
-        return it if it is not None and it.ended_at is not None else None
-
-    it = await wait_for(finished, timeout=5)
-    assert it is not None, "every call leaves a finished interaction record"
-    return it
+    return await finished_record(services, call.linkedid)
 
 
 async def test_billing_then_agent_reaches_billing_queue(server, services):
