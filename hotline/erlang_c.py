@@ -59,6 +59,7 @@ is rounded here; :func:`spoken_minutes` does the rounding for prompts.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import deque
 from collections.abc import Sequence
@@ -290,8 +291,18 @@ class QueueHistory:
         self._talks.append((at, talk_s))
 
     def record_arrival(self, at: float) -> None:
-        """A call joined the queue."""
-        self._arrivals.append(at)
+        """A call joined the queue.
+
+        Kept in time order, so the rate is two binary searches: it is read for
+        every queue-stats message, i.e. on the CTI's per-event path.
+        """
+        arrivals = self._arrivals
+        if not arrivals or at >= arrivals[-1]:
+            arrivals.append(at)  # the usual case; maxlen drops the oldest
+            return
+        if len(arrivals) == arrivals.maxlen:
+            arrivals.popleft()
+        bisect.insort(arrivals, at)
 
     def aht_s(self, min_samples: int = 5) -> float | None:
         """Mean of the last 50 talk times; ``None`` with fewer than ``min_samples``.
@@ -312,7 +323,9 @@ class QueueHistory:
         if not (window_s > 0 and math.isfinite(window_s)):
             raise ValueError(f"window_s must be a positive finite number, got {window_s}")
         start = now - window_s
-        count = sum(1 for at in self._arrivals if start < at <= now)
+        count = bisect.bisect_right(self._arrivals, now) - bisect.bisect_right(
+            self._arrivals, start
+        )
         if count < 2:
             return None
         return count / window_s

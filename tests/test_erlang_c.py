@@ -506,3 +506,12 @@ def test_history_feeds_estimate() -> None:
     assert est.method == "erlang_c"
     assert est.seconds == pytest.approx(2 * 120 / 6)
     assert spoken_minutes(est.seconds) == 1
+
+
+def test_history_counts_arrivals_recorded_out_of_order() -> None:
+    h = QueueHistory(max_arrivals=4)
+    for at in (10.0, 30.0, 20.0, 25.0):  # events can be folded in a different order
+        h.record_arrival(at)
+    assert h.arrival_rate_per_s(now=30.0, window_s=15) == pytest.approx(3 / 15)  # 20, 25, 30
+    h.record_arrival(5.0)  # full: the oldest goes, the late one is kept in order
+    assert h.arrival_rate_per_s(now=30.0, window_s=30) == pytest.approx(4 / 30)
