@@ -69,6 +69,7 @@ class CallbackDispatcher:
         self._running: dict[str, asyncio.Task[None]] = {}
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._waiting = False  # the last look found callbacks pending
         # Called with (queue, "callback_completed" | "callback_failed").
         self.on_outcome = on_outcome
         self.completed = 0
@@ -81,8 +82,15 @@ class CallbackDispatcher:
             fut = self._results.get(str(ev.get("Id", "")))
             if fut is not None and not fut.done():
                 fut.set_result(str(ev.get("Status", "")))
-        elif ev.get("Event") in ("AgentComplete", "QueueMemberStatus", "QueueCallerLeave"):
-            self._wake.set()  # an agent may have become free, or the line moved
+        elif self._waiting and ev.get("Event") in (
+            "AgentComplete",
+            "QueueMemberStatus",
+            "QueueCallerLeave",
+        ):
+            # An agent may have become free, or the line moved.  Only when some
+            # callback waits: otherwise these frequent events would each cost a
+            # database read for nothing (bookings poke, and the poll finds the rest).
+            self._wake.set()
 
     async def start(self) -> None:
         # A callback that was being dialled when we stopped may still be ringing
@@ -157,7 +165,9 @@ class CallbackDispatcher:
         started = 0
         now = datetime.now(UTC)
         seen_queues: set[str] = set()
-        for cb in await self.store.pending():
+        pending = await self.store.pending()
+        self._waiting = bool(pending)
+        for cb in pending:
             if cb.id in self._running or cb.queue in seen_queues:
                 continue
             if cb.next_attempt_at > now:
