@@ -91,19 +91,9 @@ _CUSTOMER_FIELDS = (
 )
 
 
-def _customer(row: CustomerRow) -> Customer:
-    return Customer(
-        id=row.id,
-        name=row.name,
-        phone=row.phone,
-        account=row.account,
-        language=row.language,
-        balance_cents=row.balance_cents,
-        last_bill_date=row.last_bill_date,
-        last_bill_cents=row.last_bill_cents,
-        bill_due_date=row.bill_due_date,
-        open_ticket=row.open_ticket,
-    )
+def _customer(row: Any) -> Customer:
+    """From an ORM row or a Core result row (both have the columns as attributes)."""
+    return Customer(**{name: getattr(row, name) for name in _CUSTOMER_FIELDS})
 
 
 def _cents(text: str, where: str) -> int | None:
@@ -168,14 +158,14 @@ class CustomerDirectory:
                     result = await asyncio.wait_for(
                         self._reader.execute(stmt), self.LOOKUP_TIMEOUT_S
                     )
-                    row = result.mappings().first()
+                    row = result.first()
                     break
                 except (DBAPIError, OSError, TimeoutError):
                     await self._drop_reader()
                     if attempt == 2:
                         raise
                     log.warning("customer lookup: reader connection lost; reconnecting")
-        return Customer(**{name: row[name] for name in _CUSTOMER_FIELDS}) if row else None
+        return _customer(row) if row else None
 
     async def _drop_reader(self) -> None:
         reader, self._reader = self._reader, None
