@@ -232,6 +232,7 @@ async def serve(cfg: Config, role: str = "all", ready: asyncio.Event | None = No
                 services.callbacks = callbacks
                 services.notifier = notifier
                 services.notify_timeout_s = cfg.deflection.notify_timeout_s
+                services.number_pattern = cfg.deflection.number_pattern
             agi = FastAgiServer(
                 CallRouter(services),
                 host=cfg.agi.host,

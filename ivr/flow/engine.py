@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from hotline.callbacks import CallbackStore, InvalidNumber, dialable
+from hotline.callbacks import DEFAULT_NUMBER_PATTERN, CallbackStore, InvalidNumber, dialable
 from hotline.customers import Customer, CustomerDirectory
 from hotline.erlang_c import WaitEstimate, spoken_minutes
 from hotline.interactions import Interaction, InteractionStore, utcnow
@@ -71,6 +71,9 @@ class Services:
     callbacks: CallbackStore | None = None
     notifier: Notifier | None = None
     notify_timeout_s: float = 8.0
+    # Numbers a link may be sent to ([deflection] number_pattern; bookings are
+    # checked by the callback store against the same pattern).
+    number_pattern: str = DEFAULT_NUMBER_PATTERN
     # (queue, what): "offered", "declined", "link_sent", "link_failed", "callback_booked".
     on_deflection: Callable[[str, str], None] | None = None
     on_callback_booked: Callable[[], None] | None = None
@@ -767,9 +770,7 @@ class CallSession:
             if svc.notifier is None:
                 raise RuntimeError("no notifier configured ([deflection] notifier)")
             msg = LinkMessage(
-                to=dialable(self.channel.caller_number, svc.callbacks.number_pattern)
-                if svc.callbacks is not None
-                else dialable(self.channel.caller_number),
+                to=dialable(self.channel.caller_number, svc.number_pattern),
                 text=text,
                 call_id=self.interaction.call_id,
                 language=lang,
