@@ -85,6 +85,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchstats import pct, system_busy_s
+
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 CLASSIC_SCRIPT = REPO / "bench" / "classic_agi_menu.py"
@@ -269,13 +271,6 @@ def listen_overflows() -> int:
             fields = dict(zip(head.split()[1:], values.split()[1:], strict=False))
             return int(fields.get("ListenOverflows", 0))
     return 0
-
-
-def system_busy_s() -> float:
-    """CPU time spent by everything on the machine (user + nice + system), seconds."""
-    with open("/proc/stat") as f:
-        fields = f.readline().split()
-    return (int(fields[1]) + int(fields[2]) + int(fields[3])) / os.sysconf("SC_CLK_TCK")
 
 
 def own_cpu_s() -> float:
@@ -754,13 +749,6 @@ async def run_phase(engine: Engine, phase: Phase) -> dict[str, Any]:
         "memory": memory,
         "max_in_flight": phase.max_in_flight,
     }
-
-
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    s = sorted(values)
-    return s[min(len(s) - 1, max(0, round(q / 100 * len(s) + 0.5) - 1))]
 
 
 def summary_ms(values: list[float]) -> dict[str, float]:

@@ -72,6 +72,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from benchstats import pct
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
@@ -121,15 +123,6 @@ COLUMNS = (
     "hold_reason",
 )
 CHUNK_ROWS = 100_000
-
-
-def pct(values: list[float], p: float) -> float:
-    """Nearest-rank percentile."""
-    if not values:
-        return float("nan")
-    values = sorted(values)
-    k = min(len(values) - 1, max(0, math.ceil(p / 100 * len(values)) - 1))
-    return values[k]
 
 
 def summary_ms(seconds: list[float]) -> dict[str, float]:

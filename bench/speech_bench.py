@@ -76,6 +76,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from benchstats import pct, system_busy_s
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
@@ -129,15 +131,6 @@ MIN_CONFIDENCE = 0.5  # [speech] min_confidence default: engine._understood igno
 # -- small helpers ----------------------------------------------------------------------
 
 
-def pct(values: list[float], p: float) -> float:
-    """Nearest-rank percentile."""
-    if not values:
-        return float("nan")
-    values = sorted(values)
-    k = min(len(values) - 1, max(0, math.ceil(p / 100 * len(values)) - 1))
-    return values[k]
-
-
 def stats_ms(seconds: list[float]) -> dict[str, float]:
     ms = [s * 1000 for s in seconds]
     if not ms:
@@ -168,13 +161,6 @@ def rss_kb() -> int:
 
 def mb(kb: float) -> float:
     return round(kb / 1024, 1)
-
-
-def system_busy_s() -> float:
-    """CPU time used by everything on the machine (user + nice + system), seconds."""
-    with open("/proc/stat") as f:
-        fields = f.readline().split()
-    return (int(fields[1]) + int(fields[2]) + int(fields[3])) / os.sysconf("SC_CLK_TCK")
 
 
 class RssSampler:
