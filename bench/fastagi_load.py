@@ -75,7 +75,9 @@ import random
 import resource
 import shutil
 import signal
+import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -94,6 +96,7 @@ CALLER = "5559999"  # not in dialplans/data/customers.csv: greet_caller -> main_
 KEYS = ("1", "0")  # main menu: billing; billing menu: agent
 EXPECTED_QUEUE = "billing"
 CALL_TIMEOUT = 120.0  # no call of any phase may take longer
+SO_TIMESTAMPNS = 35  # Linux <asm-generic/socket.h>; the socket module does not name it
 CLIENT_CPU, SERVER_CPU = 0, 1
 
 
@@ -132,6 +135,7 @@ def serve(
     switch_interval: float | None = None,
     no_interaction_writes: bool = False,
     database_url: str | None = None,
+    event_loop: str = "asyncio",
 ) -> None:
     """Hotline's IVR side as ``hotline serve`` builds it, on 127.0.0.1 and a free port.
 
@@ -184,7 +188,7 @@ def serve(
     class NoWrites(InteractionStore):
         """Experiment: the engine without its interaction writes."""
 
-        async def save(self, interaction: Any) -> None:
+        async def save(self, interaction: Any, *, wait: bool = True) -> None:
             return None
 
     async def main() -> None:
@@ -234,7 +238,70 @@ def serve(
         print(f"STATS {json.dumps(stats)}", flush=True)
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    asyncio.run(main())
+    if event_loop == "uvloop":
+        import uvloop
+
+        uvloop.run(main())
+    else:
+        asyncio.run(main())
+
+
+def serve_floor(event_loop: str) -> None:
+    """The floor: a FastAGI server that sends this path's 13 commands and does nothing else.
+
+    Plain asyncio streams, no flow, no database, no logging: what any asyncio
+    FastAGI server pays per command on this machine (wake-ups, two loopback hops,
+    reading a line, writing one).  Hotline's figures minus these are its own cost.
+    """
+    raise_fd_limit()
+    commands = [
+        'GET FULL VARIABLE "${CHANNEL(linkedid)}"',
+        'STREAM FILE "hotline/greeting" "0123456789*#"',
+        'STREAM FILE "hotline/main-en" "01239"',
+        'STREAM FILE "hotline/main-ko" "01239"',
+        "WAIT FOR DIGIT 5000",
+        'STREAM FILE "hotline/billing" "0123"',
+        "WAIT FOR DIGIT 5000",
+        *(f"SET VARIABLE HOTLINE_VAR{i} value{i}" for i in range(5)),
+        f"SET VARIABLE HOTLINE_QUEUE {EXPECTED_QUEUE}",
+    ]
+    encoded = [(c + "\n").encode() for c in commands]
+
+    async def call(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while (await reader.readline()).strip():
+                pass  # the AGI environment, up to its blank line
+            for line in encoded:
+                writer.write(line)
+                if not await reader.readline():
+                    return
+        finally:
+            writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_server(call, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        loop = asyncio.get_running_loop()
+        stdin_closed = loop.create_future()
+
+        class Stdin(asyncio.Protocol):
+            def connection_lost(self, exc: Exception | None) -> None:
+                if not stdin_closed.done():
+                    stdin_closed.set_result(None)
+
+        await loop.connect_read_pipe(Stdin, sys.stdin)
+        print(f"READY {port}", flush=True)
+        await stdin_closed
+        server.close()
+        print("STATS {}", flush=True)
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if event_loop == "uvloop":
+        import uvloop
+
+        uvloop.run(main())
+    else:
+        asyncio.run(main())
 
 
 # -- /proc ----------------------------------------------------------------------------------
@@ -333,6 +400,9 @@ class Phase:
     ramp: float = 0.0  # calls start spread uniformly over this many seconds
     gaps: list[float] = field(default_factory=list)
     gaps_by_step: dict[str, list[float]] = field(default_factory=dict)
+    # the same gaps ending at the kernel's receive timestamp, not at the client's loop
+    wire_gaps: list[float] = field(default_factory=list)
+    wire_gaps_by_step: dict[str, list[float]] = field(default_factory=dict)
     setup: list[float] = field(default_factory=list)
     teardown: list[float] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
@@ -366,6 +436,7 @@ class Call:
         self.done: asyncio.Future[None] = self.loop.create_future()
         self.t_start = time.perf_counter()
         self.t_sent: float | None = None
+        self.t_sent_ns = 0  # time.time_ns() of the same moment, for kernel timestamps
         self.buf = b""
         self.keys = list(KEYS)
         self.variables: dict[str, str] = {}
@@ -379,22 +450,27 @@ class Call:
     def start(self, env: bytes) -> None:
         self._write(env)
 
-    def data(self, data: bytes) -> None:
+    def data(self, data: bytes, kernel_ns: int | None = None) -> None:
         now = time.perf_counter()
         self.buf += data
         while b"\n" in self.buf:
             raw, self.buf = self.buf.split(b"\n", 1)
-            self.command(raw.decode("utf-8", "replace").rstrip("\r"), now)
+            self.command(raw.decode("utf-8", "replace").rstrip("\r"), now, kernel_ns)
 
-    def command(self, line: str, now: float) -> None:
+    def command(self, line: str, now: float, kernel_ns: int | None = None) -> None:
         phase = self.phase
         name = command_name(line)
         if self.t_sent is None:
             phase.setup.append(now - self.t_start)
         else:
+            step = f"{len(self.commands):02d} {name}"
             gap = now - self.t_sent
             phase.gaps.append(gap)
-            phase.gaps_by_step.setdefault(f"{len(self.commands):02d} {name}", []).append(gap)
+            phase.gaps_by_step.setdefault(step, []).append(gap)
+            if kernel_ns is not None:
+                wire = (kernel_ns - self.t_sent_ns) / 1e9
+                phase.wire_gaps.append(wire)
+                phase.wire_gaps_by_step.setdefault(step, []).append(wire)
         self.commands.append(line)
         reply = self.answer(line, name)
         self.t_sent = None
@@ -432,8 +508,10 @@ class Call:
             self.send(reply)
 
     def send(self, reply: str) -> None:
+        data = (reply + "\n").encode()
+        self.t_sent_ns = time.time_ns()
         self.t_sent = time.perf_counter()
-        self._write((reply + "\n").encode())
+        self._write(data)
 
     def closed_by_peer(self, error: str | None = None) -> None:
         if self.closed:
@@ -456,20 +534,65 @@ class Call:
             self.done.set_result(None)
 
 
-class TcpCall(asyncio.Protocol):
-    """A FastAGI connection: env and replies to the socket, commands from it."""
+_TIMESPEC = struct.Struct("@qq")
 
-    def __init__(self, call: Call) -> None:
+
+class KernelStampedCall:
+    """A FastAGI connection read with recvmsg(), for the kernel's receive timestamps.
+
+    The client's own event loop is part of every gap timed when a command is read
+    (see ``client_loop_lag``).  SO_TIMESTAMPNS stamps each segment when it reaches
+    this socket, so the *wire* gap, from just before the reply is written to the
+    next command arriving, is what the server and the loopback took, without the
+    time the command then waited for the client's loop.
+    """
+
+    def __init__(self, call: Call, sock: socket.socket) -> None:
         self.call = call
+        self.sock = sock
+        self.loop = asyncio.get_running_loop()
+        self.closed = False
 
-    def data_received(self, data: bytes) -> None:
-        self.call.data(data)
+    def start(self) -> None:
+        self.loop.add_reader(self.sock.fileno(), self._readable)
 
-    def eof_received(self) -> bool:
-        return False  # close our side too
+    def write(self, data: bytes) -> None:
+        if self.closed:
+            return
+        try:
+            sent = self.sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as e:
+            self.close(f"connection error: {e}")
+            return
+        if sent < len(data):  # never seen with replies this small; kept correct anyway
+            self.loop.create_task(self.loop.sock_sendall(self.sock, data[sent:]))
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.call.closed_by_peer(f"connection error: {exc}" if exc else None)
+    def _readable(self) -> None:
+        try:
+            data, ancdata, _flags, _addr = self.sock.recvmsg(65536, socket.CMSG_SPACE(16))
+        except BlockingIOError:
+            return
+        except OSError as e:
+            self.close(f"connection error: {e}")
+            return
+        if not data:
+            self.close(None)
+            return
+        stamp: int | None = None
+        for level, kind, value in ancdata:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                sec, nsec = _TIMESPEC.unpack(value[: _TIMESPEC.size])
+                stamp = sec * 1_000_000_000 + nsec
+        self.call.data(data, stamp)
+
+    def close(self, error: str | None) -> None:
+        if not self.closed:
+            self.closed = True
+            self.loop.remove_reader(self.sock.fileno())
+            self.sock.close()
+        self.call.closed_by_peer(error)
 
 
 class PipeCall(asyncio.SubprocessProtocol):
@@ -547,19 +670,24 @@ class HotlineEngine(Engine):
     async def call(self, phase: Phase, index: int) -> None:
         loop = asyncio.get_running_loop()
         call = Call(phase, index, lambda b: None)  # setup counts from before the connect
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as asyncio's transports
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         try:
-            transport, _ = await loop.create_connection(
-                lambda: TcpCall(call), "127.0.0.1", self.port
-            )
+            await loop.sock_connect(sock, ("127.0.0.1", self.port))
         except OSError as e:
+            sock.close()
             call.closed_by_peer(f"connect failed: {e}")
             return
-        call._write = transport.write  # type: ignore[attr-defined]  # uvloop's is no subclass
+        conn = KernelStampedCall(call, sock)
+        call._write = conn.write  # type: ignore[method-assign]
+        conn.start()
         call.start(agi_env("hotline", f"1700000000.{index}"))
         try:
             await asyncio.wait_for(asyncio.shield(call.done), CALL_TIMEOUT)
         finally:
-            transport.close()
+            conn.close(None)
 
     def internal_gaps(self) -> dict[str, list[float]]:
         """The server's own per-step timings since the last call (and reset them)."""
@@ -613,6 +741,15 @@ class HotlineEngine(Engine):
             "log_levels": levels,
             "log_problems": sorted(set(problems))[:10],
         }
+
+
+class FloorEngine(HotlineEngine):
+    """``serve_floor`` in its own process, driven like Hotline."""
+
+    name = "floor"
+
+    def internal_gaps(self) -> dict[str, list[float]]:
+        return {}
 
 
 class ClassicEngine(Engine):
@@ -801,6 +938,8 @@ async def run_engine(engine: Engine, n: int, args: argparse.Namespace) -> dict[s
         setup: list[float] = []
         teardown: list[float] = []
         by_step: dict[str, list[float]] = {}
+        wire: list[float] = []
+        wire_by_step: dict[str, list[float]] = {}
         for r in range(rounds):
             if r:
                 ph = Phase(ph.name, n, hold=ph.hold, think=ph.think, ramp=ph.ramp)
@@ -813,10 +952,19 @@ async def run_engine(engine: Engine, n: int, args: argparse.Namespace) -> dict[s
             teardown += ph.teardown
             for k, v in ph.gaps_by_step.items():
                 by_step.setdefault(k, []).extend(v)
+            wire += ph.wire_gaps
+            for k, v in ph.wire_gaps_by_step.items():
+                wire_by_step.setdefault(k, []).extend(v)
             log(
                 f"  wall {res['wall_s']:.2f} s, {res['calls_per_s']:.0f} calls/s, "
-                f"cmd p50 {pct(ph.gaps, 50) * 1000:.3f} ms p99 {pct(ph.gaps, 99) * 1000:.3f} ms, "
-                f"max in flight {ph.max_in_flight}, failures {len(ph.failures)}, "
+                f"cmd p50 {pct(ph.gaps, 50) * 1000:.3f} ms p99 {pct(ph.gaps, 99) * 1000:.3f} ms"
+                + (
+                    f" (wire p50 {pct(ph.wire_gaps, 50) * 1000:.3f} "
+                    f"p99 {pct(ph.wire_gaps, 99) * 1000:.3f} ms), "
+                    if ph.wire_gaps
+                    else ", "
+                )
+                + f"max in flight {ph.max_in_flight}, failures {len(ph.failures)}, "
                 f"other processes' CPU {res['other_cpu_utilisation']:.2f}"
                 + (f", memory {res['memory']}" if res["memory"] else "")
             )
@@ -824,6 +972,8 @@ async def run_engine(engine: Engine, n: int, args: argparse.Namespace) -> dict[s
         merged["calls_per_s"] = n * rounds / walls
         merged["cpu_ms_per_call"] = statistics.fmean(r["cpu_ms_per_call"] for r in merged["rounds"])
         merged["command_gap"] = summary_ms(gaps)
+        merged["wire_gap"] = summary_ms(wire)
+        merged["wire_by_step"] = {k: summary_ms(v) for k, v in sorted(wire_by_step.items())}
         merged["setup"] = summary_ms(setup)
         merged["teardown"] = summary_ms(teardown)
         merged["by_step"] = {k: summary_ms(v) for k, v in sorted(by_step.items())}
@@ -865,10 +1015,11 @@ def markdown(results: list[dict[str, Any]]) -> str:
 
     rows = [
         "| Engine | N | calls/s (saturated) | server CPU ms/call | paced: max calls in flight "
-        "| paced: cmd overhead p50 / p99 / max, ms | paced: of which inside the server, "
+        "| paced: cmd overhead p50 / p99 / max, ms | paced: the same to the kernel's receive "
+        "stamp (no client lag) p50 / p99 / max, ms | paced: of which inside the server, "
         "p50 / p99, ms | paced: call setup p50 / p99, ms | paced: teardown p50 / p99, ms "
         "| saturated: cmd overhead p50 / p99, ms | memory per call | failed calls |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         sat, paced, hold = ph(r, "saturate"), ph(r, "paced"), ph(r, "hold")
@@ -893,6 +1044,7 @@ def markdown(results: list[dict[str, Any]]) -> str:
             f"{sat['cpu_ms_per_call']:.1f}" if sat else "–",
             str(paced["max_in_flight"]) if paced else "–",
             trio(paced.get("command_gap", {}), ("p50_ms", "p99_ms", "max_ms")),
+            trio(paced.get("wire_gap", {}), ("p50_ms", "p99_ms", "max_ms")),
             trio(paced.get("server_internal", {})),
             trio(paced.get("setup", {})),
             trio(paced.get("teardown", {})),
@@ -925,6 +1077,10 @@ def markdown(results: list[dict[str, Any]]) -> str:
         columns: list[tuple[str, dict[str, Any], str]] = []
         for r in paced_runs:
             columns.append((f"{r['engine']} N={r['n']}", ph(r, "paced"), "by_step"))
+            if ph(r, "paced").get("wire_by_step"):
+                columns.append(
+                    (f"{r['engine']} N={r['n']} to kernel stamp", ph(r, "paced"), "wire_by_step")
+                )
             if ph(r, "paced").get("server_internal_by_step"):
                 columns.append(
                     (
@@ -1011,6 +1167,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     started["git"] = git_state()
     results: list[dict[str, Any]] = []
     server_args = ["--log-level", args.log_level]
+    server_args += ["--server-loop", args.server_loop]
     if args.postgresql:
         from hotline.db import create_postgres_database, postgres_url
 
@@ -1032,7 +1189,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         prompts = work / "prompts"
         prompts.mkdir()
         for engine_name in args.engines:
-            ns = args.n if engine_name == "hotline" else args.classic_n
+            ns = args.classic_n if engine_name == "pyst2" else args.n
             for n in ns:
                 run_dir = work / f"{engine_name}-{n}"
                 run_dir.mkdir()
@@ -1040,6 +1197,14 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 engine: Engine
                 if engine_name == "hotline":
                     engine = HotlineEngine(run_dir, template, prompts, bool(pin), server_args)
+                elif engine_name == "floor":
+                    engine = FloorEngine(
+                        run_dir,
+                        template,
+                        prompts,
+                        bool(pin),
+                        ["--serve-floor", "--server-loop", args.server_loop],
+                    )
                 else:
                     engine = ClassicEngine(run_dir, template, bool(pin))
                 try:
@@ -1085,7 +1250,12 @@ def main() -> int:
         help="concurrent calls for the pyst2 baseline (default: 100; 1000 adds ~2 minutes)",
     )
     p.add_argument(
-        "--engines", nargs="+", choices=["hotline", "pyst2"], default=["hotline", "pyst2"]
+        "--engines",
+        nargs="+",
+        choices=["hotline", "floor", "pyst2"],
+        default=["hotline", "floor", "pyst2"],
+        help="floor: a FastAGI server that only sends the same commands (what asyncio and "
+        "the machine cost per command)",
     )
     p.add_argument(
         "--phases",
@@ -1149,14 +1319,24 @@ def main() -> int:
         default="asyncio",
         help="the load client's event loop (the server always runs asyncio's)",
     )
+    p.add_argument(
+        "--server-loop",
+        choices=["asyncio", "uvloop"],
+        default="asyncio",
+        help="the Hotline server's event loop",
+    )
     p.add_argument("--database-url", help=argparse.SUPPRESS)
     p.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--serve-floor", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--prepare-db", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--db", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--prompts", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.prepare_db:
         prepare_db(args.prepare_db)
+        return 0
+    if args.serve_floor:
+        serve_floor(args.server_loop)
         return 0
     if args.serve:
         serve(
@@ -1166,6 +1346,7 @@ def main() -> int:
             args.switch_interval,
             args.no_interaction_writes,
             args.database_url,
+            args.server_loop,
         )
         return 0
     raise_fd_limit()

@@ -181,12 +181,13 @@ class PointReader:
         async with self._lock:
             reader = self._reader
             try:
-                if isinstance(reader, _SqlAlchemyReader):
-                    return await asyncio.wait_for(reader.fetch(stmt, value), self._timeout_s)
-                compiled = self._compiled.get(id(stmt))
-                if compiled is None:
-                    compiled = self._compiled[id(stmt)] = _Compiled(stmt, self._db)
-                return await asyncio.wait_for(reader.fetch(compiled, value), self._timeout_s)
+                async with asyncio.timeout(self._timeout_s):
+                    if isinstance(reader, _SqlAlchemyReader):
+                        return await reader.fetch(stmt, value)
+                    compiled = self._compiled.get(id(stmt))
+                    if compiled is None:
+                        compiled = self._compiled[id(stmt)] = _Compiled(stmt, self._db)
+                    return await reader.fetch(compiled, value)
             except TimeoutError:
                 if isinstance(reader, _AsyncpgReader):
                     await reader.close(invalidate=True)

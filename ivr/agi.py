@@ -198,7 +198,10 @@ class AgiChannel:
         self._writer.write(line.encode("utf-8") + b"\n")
         try:
             await self._writer.drain()
-            reply = await asyncio.wait_for(self._read_reply(), self.command_timeout)
+            # asyncio.timeout, not wait_for: wait_for wraps the read in a new task,
+            # one more task and loop pass per command for every call.
+            async with asyncio.timeout(self.command_timeout):
+                reply = await self._read_reply()
         except (ConnectionError, AgiHangup) as e:
             self.hung_up = True
             raise AgiHangup(str(e) or "connection lost") from e

@@ -38,10 +38,18 @@ async def test_the_newest_snapshot_wins_and_later_changes_are_not_written(db: Da
     call.ended_at = datetime.now(UTC)
     await store.save(call)
     call.steps.append({"node": "after", "type": "say"})  # after the save: not stored
+    call.steps[0]["result"] = "changed later"  # nested: not stored, not in the cache
+    call.inputs["account"] = "changed later"
     stored = await InteractionStore(db).get(call.id)
     assert stored is not None
     assert stored.outcome == "queued" and stored.queue == "billing"
-    assert stored.path == ["greet"]
+    assert stored.path == ["greet"] and "result" not in stored.steps[0]
+    assert stored.inputs == {}
+    cached = await store.get(call.id)  # the hand-off cache (the screen pop reads it)
+    assert cached is not None and cached.path == ["greet"] and cached.inputs == {}
+    cached.steps.append({"node": "a reader's change"})
+    again = await store.get(call.id)
+    assert again is not None and again.path == ["greet"]
     await store.close()
 
 
