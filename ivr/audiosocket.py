@@ -137,13 +137,27 @@ class AudioSocketServer:
         pending.connected.set_result((reader, writer))
 
 
+def names_a_phrase(words: list[str], phrases: list[list[str]]) -> bool:
+    """Whether ``words`` hold one of ``phrases`` whole, word for word, anywhere."""
+    for phrase in phrases:
+        n = len(phrase)
+        if n and any(words[i : i + n] == phrase for i in range(len(words) - n + 1)):
+            return True
+    return False
+
+
 class StreamingListener:
     """One utterance over one AudioSocket connection: prompt out, caller in, Vosk on the fly."""
 
     CHUNK_S = 0.1  # audio handed to the recogniser at a time
     SPEECH_RMS = 500  # 16-bit RMS above which a 20 ms frame counts as voice
+    # When has the caller finished?  As VoiceXML's completetimeout and
+    # incompletetimeout: a short pause once the words so far name a whole menu
+    # phrase ("요금 문의", or "안녕하세요 상담원 연결 부탁드립니다"), a longer
+    # one otherwise, so a caller pausing at a comma ("안녕하세요, ...": 160-280 ms
+    # in the benchmark's speech) is not cut off before saying what they want.
     HANGOVER_S = 0.4  # this much quiet after speech ends the utterance...
-    EARLY_S = 0.15  # ...or this much, when what was heard so far is a whole menu phrase
+    EARLY_S = 0.15  # ...or this much, when what was heard so far names a menu phrase
 
     def __init__(
         self, model: Any, grammar: list[str] | None, keys: str, run: Callable[..., Any]
@@ -182,7 +196,7 @@ class StreamingListener:
         # caller has sent, not on what the decoder has caught up with.
         heard = _Heard(prompt_s=len(prompt_pcm) / 16000)
         reading = asyncio.create_task(self._read(reader, heard, stop_prompt))
-        phrases = {" ".join(p.split()) for p in self._grammar or [] if p != "[unk]"}
+        phrases = [p.split() for p in self._grammar or [] if p != "[unk]"]
         segments: list[dict[str, Any]] = []  # words of utterances Vosk itself ended
         fed = 0  # bytes of heard.audio given to the recogniser
         early_checked_at = -1.0  # the last voice time the early rule looked at
@@ -201,13 +215,13 @@ class StreamingListener:
                     continue
                 quiet = time.monotonic() - heard.last_voice
                 if phrases and quiet >= self.EARLY_S and early_checked_at != heard.last_voice:
-                    # A short pause after a complete menu phrase is the end: do not
-                    # make the caller wait out the full hangover for "요금 문의".
+                    # A short pause after a menu phrase is the end: do not make the
+                    # caller wait out the full hangover for "요금 문의".
                     early_checked_at = heard.last_voice
                     fed = await self._catch_up(rec, heard, fed, segments, result)
                     partial = json.loads(await self._run(rec.PartialResult)).get("partial", "")
                     so_far = " ".join([*(w["word"] for w in segments), partial]).split()
-                    if early_checked_at == heard.last_voice and " ".join(so_far) in phrases:
+                    if early_checked_at == heard.last_voice and names_a_phrase(so_far, phrases):
                         result.speech_end = time.monotonic()
                         break
                 if heard.voice and time.monotonic() - heard.last_voice >= self.HANGOVER_S:
