@@ -91,7 +91,13 @@ def save(db: sqlite3.Connection, row: dict[str, object]) -> None:
 def main() -> int:
     agi = AGI()
     db = sqlite3.connect(sys.argv[1], timeout=30)
-    call_id = agi.get_full_variable("${CHANNEL(linkedid)}") or agi.env.get("agi_uniqueid", "")
+    # The dialplan hands the linkedid over as an argument, as it does to Hotline.
+    arg = agi.env.get("agi_arg_1", "")
+    call_id = (
+        arg.removeprefix("linkedid=")
+        if arg.startswith("linkedid=")
+        else agi.get_full_variable("${CHANNEL(linkedid)}") or agi.env.get("agi_uniqueid", "")
+    )
     caller = agi.env.get("agi_callerid", "")
     steps: list[str] = []
     row: dict[str, object] = {

@@ -247,7 +247,7 @@ def serve(
 
 
 def serve_floor(event_loop: str) -> None:
-    """The floor: a FastAGI server that sends this path's 13 commands and does nothing else.
+    """The floor: a FastAGI server that sends this path's 12 commands and does nothing else.
 
     Plain asyncio streams, no flow, no database, no logging: what any asyncio
     FastAGI server pays per command on this machine (wake-ups, two loopback hops,
@@ -255,7 +255,6 @@ def serve_floor(event_loop: str) -> None:
     """
     raise_fd_limit()
     commands = [
-        'GET FULL VARIABLE "${CHANNEL(linkedid)}"',
         'STREAM FILE "hotline/greeting" "0123456789*#"',
         'STREAM FILE "hotline/main-en" "01239"',
         'STREAM FILE "hotline/main-ko" "01239"',
@@ -374,6 +373,8 @@ def agi_env(script: str, uniqueid: str) -> bytes:
         "agi_enhanced": "0.0",
         "agi_accountcode": "",
         "agi_threadid": "140000000000000",
+        # asterisk-config/extensions.conf: AGI(...,linkedid=${CHANNEL(linkedid)})
+        "agi_arg_1": f"linkedid={uniqueid}",
     }
     return ("".join(f"{k}: {v}\n" for k, v in lines.items()) + "\n").encode()
 
@@ -1024,7 +1025,7 @@ def markdown(results: list[dict[str, Any]]) -> str:
     for r in results:
         sat, paced, hold = ph(r, "saturate"), ph(r, "paced"), ph(r, "hold")
         mem = hold.get("memory", {})
-        if r["engine"] == "hotline" and mem:
+        if r["engine"] in ("hotline", "floor") and mem:
             memory = f"{mem['per_call_kb']} KiB (server RSS delta)"
         elif mem:
             memory = (

@@ -169,6 +169,22 @@ class AgiChannel:
     def uniqueid(self) -> str:
         return self.env.get("agi_uniqueid", "")
 
+    def argument(self, name: str) -> str | None:
+        """The value of a ``name=value`` argument of the AGI() application, if given.
+
+        ``AGI(agi://host/hotline,linkedid=${CHANNEL(linkedid)})`` sends
+        ``agi_arg_1: linkedid=1700000000.1``: what the dialplan hands over this way
+        costs no command round trip.
+        """
+        prefix = f"{name}="
+        for i in range(1, 64):
+            value = self.env.get(f"agi_arg_{i}")
+            if value is None:
+                return None
+            if value.startswith(prefix):
+                return value[len(prefix) :]
+        return None
+
     @property
     def channel(self) -> str:
         return self.env.get("agi_channel", "")

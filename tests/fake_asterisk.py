@@ -26,6 +26,8 @@ class FakeCall:
     missing_files: set[str] = field(default_factory=set)
     script: str = "hotline"
     linkedid: str = "1700000000.1"
+    # The demo dialplan passes linkedid=... as AGI(...) argument 1; others do not.
+    linkedid_argument: bool = False
     commands: list[str] = field(default_factory=list)
     variables: dict[str, str] = field(default_factory=dict)
     played: list[str] = field(default_factory=list)
@@ -48,6 +50,7 @@ class FakeCall:
             "agi_context": "from-callers",
             "agi_extension": "100",
             "agi_priority": "4",
+            **({"agi_arg_1": f"linkedid={self.linkedid}"} if self.linkedid_argument else {}),
         }
         return ("".join(f"{k}: {v}\n" for k, v in lines.items()) + "\n").encode()
 

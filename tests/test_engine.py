@@ -27,6 +27,20 @@ async def record(services: Services, call: FakeCall) -> Interaction:
     return await finished_record(services, call.linkedid)
 
 
+async def test_the_call_id_comes_from_the_dialplan_argument_or_is_asked_for(server, services):
+    asked = await FakeCall(keys=["1", "0"], linkedid="1700000000.7").run(server.port)
+    assert asked.commands[0].startswith("GET FULL VARIABLE")
+    given = await FakeCall(keys=["1", "0"], linkedid="1700000000.8", linkedid_argument=True).run(
+        server.port
+    )
+    # One round trip less before the greeting: the first command plays it.
+    assert given.commands[0].startswith("STREAM FILE")
+    assert not any(c.startswith("GET FULL VARIABLE") for c in given.commands)
+    for call in (asked, given):
+        it = await record(services, call)
+        assert it.call_id == call.linkedid and it.queue == "billing"
+
+
 async def test_billing_then_agent_reaches_billing_queue(server, services):
     call = await FakeCall(keys=["1", "0"]).run(server.port)
     assert call.variables["HOTLINE_QUEUE"] == "billing"

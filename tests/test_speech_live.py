@@ -199,7 +199,7 @@ def test_the_short_pause_ends_only_an_utterance_that_names_a_menu_phrase():
     menu = [p.split() for p in ["요금 문의", "기술 지원", "상담원 연결"]]
     assert names_a_phrase(["요금", "문의"], menu)
     # Said inside a sentence: the option is known, no need to wait out the hangover.
-    assert names_a_phrase("안녕하세요 상담원 연결 부탁드립니다".split(), menu)
+    assert names_a_phrase(["안녕하세요", "상담원", "연결", "부탁드립니다"], menu)
     assert names_a_phrase(["문의", "기술", "지원"], menu)
     # Half a phrase, words of two phrases, or nothing yet: the caller may go on.
     assert not names_a_phrase(["상담원"], menu)

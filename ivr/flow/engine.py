@@ -866,7 +866,13 @@ class CallRouter:
             _lookups.add(caller)
             caller.add_done_callback(_lookups.discard)
             caller.add_done_callback(lambda t: t.cancelled() or t.exception())
-        call_id = await channel.get_full_variable("${CHANNEL(linkedid)}") or channel.uniqueid
+        # The demo dialplan passes the linkedid as an AGI argument; other dialplans
+        # make us ask for it (one more round trip before the greeting).
+        call_id = (
+            channel.argument("linkedid")
+            or await channel.get_full_variable("${CHANNEL(linkedid)}")
+            or channel.uniqueid
+        )
         call_id_var.set(call_id)
         session = CallSession(channel, flow, self.services, call_id, caller)
         self.sessions[session.interaction.id] = session
