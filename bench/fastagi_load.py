@@ -2,16 +2,21 @@
 """FastAGI load benchmark: N concurrent calls through the demo menu, Hotline vs classic AGI.
 
 A load client plays Asterisk's side of the AGI protocol (like
-tests/fake_asterisk.py, but lean: asyncio protocols, one timestamp per line)
+tests/fake_asterisk.py, but lean: raw sockets read with recvmsg, one timestamp
+per line, and the kernel's receive timestamp of it)
 and walks every call through the demo hotline's menu the way the engine tests
 do: unknown caller 5559999 -> greeting -> main menu, press 1 -> billing menu,
 press 0 -> queued (six SET VARIABLEs) -> the server closes the connection.
 
-Two engines, each driven the same way:
+Three engines, each driven the same way:
 
 * ``hotline``: FastAgiServer + CallRouter in a separate process (``--serve``),
   on a temporary SQLite database and a temporary prompts directory, one TCP
-  connection per call.
+  connection per call.  The AGI environment carries ``linkedid=...`` as
+  argument 1, as the demo dialplan sends it.
+* ``floor``: an asyncio server that sends the same commands and does nothing
+  else (``--serve-floor``): what any asyncio FastAGI server pays per command
+  on this machine.
 * ``pyst2``: bench/classic_agi_menu.py, the same menu as a classic AGI script,
   one process per call with the AGI environment on stdin and commands on
   stdout, as Asterisk runs AGI().
@@ -39,10 +44,11 @@ pyst2 runs N=100 by default (--classic-n 100 1000 adds N=1000); above
 per call (~75 ms of CPU each, and 1000 writers on one SQLite file) each phase
 of 1000 calls takes about two minutes.
 
-Server overhead per command is measured at the client: from just before the
-client writes a reply line to the moment it receives the next command line,
-i.e. the server's processing time for that step plus two loopback hops (and
-any time the command waited behind other calls).  The first command (from the
+Server overhead per command is measured from just before the client writes a
+reply line to the next command line, ending two ways: when the kernel put it in
+the client's socket (SO_TIMESTAMPNS; the server's processing time for that
+step, any time the reply waited behind other calls, and two loopback hops), and
+when the client's event loop has it (the same plus the client's own lag).  The first command (from the
 start of the call: connect, or fork+exec) is reported as call setup, the close
 after the last reply as teardown; neither is in the per-command figures.  The
 client's own event-loop lag is recorded per phase (JSON: client_loop_lag).
