@@ -48,10 +48,11 @@ Server overhead per command is measured from just before the client writes a
 reply line to the next command line, ending two ways: when the kernel put it in
 the client's socket (SO_TIMESTAMPNS; the server's processing time for that
 step, any time the reply waited behind other calls, and two loopback hops), and
-when the client's event loop has it (the same plus the client's own lag).  The first command (from the
-start of the call: connect, or fork+exec) is reported as call setup, the close
-after the last reply as teardown; neither is in the per-command figures.  The
-client's own event-loop lag is recorded per phase (JSON: client_loop_lag).
+when the client's event loop has it (the same plus the client's own lag).
+The first command (from the start of the call: connect, or fork+exec) is
+reported as call setup, the close after the last reply as teardown; neither is
+in the per-command figures.  The client's own event-loop lag is recorded per
+phase (JSON: client_loop_lag).
 "Inside the server" is the Hotline server's own share, from having a reply
 parsed to sending the next command: the --serve process wraps
 AgiChannel.command to time it (bench code only; the server is not changed).
