@@ -304,3 +304,40 @@ async def test_speech_choice_recorded_as_transcript(server, services, tmp_path):
     assert call.variables["HOTLINE_QUEUE"] == "support"
     assert it.transcripts[0]["text"] == "상담원 연결" and it.transcripts[0]["option"] == "0"
     assert it.intent == "agent"
+
+
+LISTEN_FLOW = """\
+flow: survey
+languages: [ko]
+agent_queue: support
+start: why
+nodes:
+  why:
+    type: listen
+    var: reason
+    say: {ko: "전화하신 이유를 짧게 말씀해 주세요."}
+    timeout: 5
+    next: done
+  done:
+    type: queue
+    queue: support
+"""
+
+
+async def test_free_form_listen_keeps_the_transcript_not_the_audio(server, services, tmp_path):
+    from ivr.flow.loader import load_flows
+
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "survey.yaml").write_text(LISTEN_FLOW, encoding="utf-8")
+    services.flows = {**services.flows, **load_flows(flows)}
+    services.speech = ScriptedRecognizer(["요금 문의 하려고요"])
+    services.asr_host = tmp_path
+    call = FakeCall(script="survey", record_dir=tmp_path, linkedid="1700000000.9")
+    await call.run(server.port)
+    it = await record(services, call)
+    assert services.speech.grammars == [None]  # free-form: no grammar
+    assert it.inputs["reason"] == "요금 문의 하려고요"
+    assert [(t["node"], t["text"]) for t in it.transcripts] == [("why", "요금 문의 하려고요")]
+    assert call.variables["HOTLINE_QUEUE"] == "support"
+    assert list(tmp_path.glob("*.wav")) == []  # the caller's audio is deleted

@@ -9,7 +9,6 @@ only their own hangup ends the call early (outcome ``abandoned``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import string
@@ -450,24 +449,43 @@ class CallSession:
         return True
 
     async def _listen(self, node: m.Menu, keys: str) -> tuple[str | None, Recognition | None]:
-        """Record the caller (DTMF ends it too) and recognise what they said."""
+        """Record the caller (a menu key ends it too) and recognise what they said."""
+        phrases = [p for o in node.options for p in o.phrases.get(self.language, ())]
+        return await self._record_and_recognise(
+            keys, node.timeout_s, silence_s=1, phrases=phrases, key_is_choice=True
+        )
+
+    async def _record_and_recognise(
+        self,
+        keys: str,
+        timeout_s: float,
+        *,
+        silence_s: int,
+        phrases: list[str] | None,
+        key_is_choice: bool,
+    ) -> tuple[str | None, Recognition | None]:
+        """RECORD FILE into the folder Asterisk shares with us, recognise, delete.
+
+        Returns the key that ended the recording when ``key_is_choice`` (a menu
+        choice: nothing to recognise), else what was heard (None: silence, or
+        no model).  ``phrases`` None decodes free-form.
+        """
         speech = self.services.speech
         assert speech is not None
         name = uuid.uuid4().hex
         host_file = self.services.asr_host / f"{name}.wav"
-        reply = await self.channel.record_file(
-            f"{self.services.asr_asterisk}/{name}",
-            "wav",
-            keys,
-            int(node.timeout_s * 1000),
-            silence_s=1,
-        )
         try:
-            if reply.data == "dtmf" and reply.value > 0:
+            reply = await self.channel.record_file(
+                f"{self.services.asr_asterisk}/{name}",
+                "wav",
+                keys,
+                int(timeout_s * 1000),
+                silence_s=silence_s,
+            )
+            if key_is_choice and reply.data == "dtmf" and reply.value > 0:
                 return chr(reply.value), None
             if not await asyncio.to_thread(host_file.exists):
                 return None, None
-            phrases = [p for o in node.options for p in o.phrases.get(self.language, ())]
             try:
                 return None, await speech.recognize_file(host_file, self.language, phrases)
             except SpeechUnavailable as e:
@@ -486,22 +504,10 @@ class CallSession:
                 speech.warn_once(self.language, "listen step without a model: skipped")
             step["result"] = "no_model"
             return node.next
-        name = uuid.uuid4().hex
-        host_file = self.services.asr_host / f"{name}.wav"
-        try:
-            await self.channel.record_file(
-                f"{self.services.asr_asterisk}/{name}",
-                "wav",
-                "#",
-                int(node.timeout_s * 1000),
-                silence_s=2,
-            )
-            heard = None
-            if await asyncio.to_thread(host_file.exists):
-                with contextlib.suppress(SpeechUnavailable):
-                    heard = await speech.recognize_file(host_file, self.language, None)
-        finally:
-            await asyncio.to_thread(host_file.unlink, True)
+        # "#" ends the recording; what was said before it is still recognised.
+        _, heard = await self._record_and_recognise(
+            "#", node.timeout_s, silence_s=2, phrases=None, key_is_choice=False
+        )
         text = heard.text if heard else ""
         self.vars[node.var] = text
         self.interaction.inputs[node.var] = text
