@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from hotline.db import Database
 from hotline.tables import CallbackRow
@@ -139,6 +140,17 @@ class CallbackStore:
             language=language,
             history=[{"at": now.isoformat(), "event": "booked", "call_id": call_id}],
         )
+        try:
+            await self._insert(cb, now)
+        except IntegrityError:
+            # Another call from this number booked between our check and our insert.
+            existing = await self.open_for(digits)
+            if existing is None:
+                raise
+            return existing
+        return cb
+
+    async def _insert(self, cb: Callback, now: datetime) -> None:
         async with self._db.sessions() as s, s.begin():
             s.add(
                 CallbackRow(
@@ -157,7 +169,6 @@ class CallbackStore:
                     updated_at=now,
                 )
             )
-        return cb
 
     async def open_for(self, number: str) -> Callback | None:
         """The pending or dialling callback for this number, if any."""

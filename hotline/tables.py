@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -167,4 +168,15 @@ class CallbackRow(Base):
     history: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
-    __table_args__ = (Index("ix_callbacks_status_queue", "status", "queue", "requested_at"),)
+    __table_args__ = (
+        Index("ix_callbacks_status_queue", "status", "queue", "requested_at"),
+        # One open callback per number (migration 0005): the database settles two
+        # calls from one number booking at the same moment.
+        Index(
+            "uq_callbacks_open_number",
+            "number",
+            unique=True,
+            sqlite_where=text("status IN ('pending', 'dialing')"),
+            postgresql_where=text("status IN ('pending', 'dialing')"),
+        ),
+    )

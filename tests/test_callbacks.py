@@ -42,6 +42,19 @@ async def test_booking_twice_keeps_one_callback_and_its_place(db: Database) -> N
     assert [c.id for c in await store.pending("billing")] == [first.id]
 
 
+async def test_calls_from_one_number_booking_at_once_get_one_callback(db: Database) -> None:
+    stores = [CallbackStore(db) for _ in range(5)]  # as five calls' engines would
+    booked = await asyncio.gather(
+        *(s.book(queue="billing", number="5550777", call_id=f"c{i}") for i, s in enumerate(stores))
+    )
+    assert len({cb.id for cb in booked}) == 1
+    assert [c.id for c in await stores[0].pending("billing")] == [booked[0].id]
+    # Once it is done, the number may book again.
+    await stores[0].cancel(booked[0].id, "test")
+    later = await stores[0].book(queue="billing", number="5550777", call_id="c9")
+    assert later.id != booked[0].id
+
+
 async def test_attempts_agent_no_answer_is_free_caller_no_answer_counts(db: Database) -> None:
     store = CallbackStore(db)
     cb = await store.book(queue="billing", number="5550999", call_id="c1")
