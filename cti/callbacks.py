@@ -150,6 +150,14 @@ class CallbackDispatcher:
             return known.interface
         return self.policy.agent_channel.format(agent=agent)
 
+    def count_waiting(self, pending: list[Callback]) -> None:
+        """Callbacks waiting per queue, for the wait estimate new callers hear."""
+        waiting: dict[str, int] = {}
+        for cb in pending:
+            waiting[cb.queue] = waiting.get(cb.queue, 0) + 1
+        for name in {*self.state.queues, *waiting}:
+            self.state.queue(name).callbacks_waiting = waiting.get(name, 0)
+
     def ahead_in_queue(self, cb: Callback) -> int:
         """Callers on the line in the callback's queue who joined before it was booked."""
         q = self.state.queues.get(cb.queue)
@@ -184,6 +192,7 @@ class CallbackDispatcher:
             task = asyncio.create_task(self._attempt(cb, agent), name=f"callback-{cb.id}")
             self._running[cb.id] = task
             started += 1
+        self.count_waiting([cb for cb in pending if cb.id not in self._running])
         return started
 
     # -- one attempt ------------------------------------------------------------------

@@ -91,6 +91,9 @@ class QueueState:
     history: QueueHistory = field(default_factory=QueueHistory)
     # Deflection offers and outcomes today (offered, link_sent, callback_booked, ...).
     deflection: dict[str, int] = field(default_factory=dict)
+    # Callbacks booked for this queue and not yet dialled: they keep their place,
+    # so a caller joining now waits behind them too (set by the callback dispatcher).
+    callbacks_waiting: int = 0
 
     def roll_day(self, today: date) -> None:
         if today != self.day:
@@ -192,6 +195,7 @@ class CallCenter:
         return {
             "queue": name,
             "waiting": len(q.callers),
+            "callbacks_waiting": q.callbacks_waiting,
             "longest_wait_s": round(longest, 1),
             "agents_available": available,
             "agents_busy": busy,
@@ -216,7 +220,7 @@ class CallCenter:
         available = sum(1 for a in members if a.shown_state == "available")
         busy = sum(1 for a in members if a.shown_state in ("busy", "ringing", "on_hold"))
         return estimate_wait(
-            position=len(q.callers),
+            position=len(q.callers) + q.callbacks_waiting,
             agents_staffed=available + busy,
             agents_available=available,
             arrival_rate_per_s=q.history.arrival_rate_per_s(now),
@@ -256,6 +260,8 @@ class CallCenter:
         q = self.queue(queue)
         q.roll_day(date.fromtimestamp(time.time() if now is None else now))
         q.deflection[what] = q.deflection.get(what, 0) + 1
+        if what == "callback_booked":
+            q.callbacks_waiting += 1  # at once; the dispatcher's next look sets the count
 
     def _on_Newchannel(self, ev: AmiEvent, now: float) -> list[Output]:
         fresh = str(ev["Linkedid"]) not in self.calls

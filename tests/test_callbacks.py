@@ -216,3 +216,29 @@ async def test_caller_not_answering_until_attempts_run_out_fails_the_callback(
     assert got.last_result == "noanswer"
     assert outcomes == [("billing", "callback_failed")]
     assert await dispatcher.dispatch_due() == 0
+
+
+async def test_a_caller_joining_now_waits_behind_the_callbacks_booked(db: Database) -> None:
+    store = CallbackStore(db)
+    # Both billing agents busy, nobody on the line, two callbacks keeping their place.
+    state = billing_with([], [])
+    for i in range(5):  # handle times: the estimate has something to go on
+        state.queue("billing").history.record_completed(120.0, time.time() - 60 + i)
+    before = state.wait_estimate("billing")
+    for n in ("5550991", "5550992"):
+        await store.book(queue="billing", number=n, call_id=f"c{n}")
+    dispatcher = CallbackDispatcher(store, state, ScriptedAmi(), CallbackPolicy())  # type: ignore[arg-type]
+    assert await dispatcher.dispatch_due() == 0  # no agent free: both still wait
+    after = state.wait_estimate("billing")
+    assert state.queue_stats("billing")["callbacks_waiting"] == 2
+    assert after.seconds > before.seconds
+    # Two callbacks ahead weigh as two callers on the line ahead.
+    q = state.queue("billing")
+    q.callbacks_waiting = 0
+    q.callers["PJSIP/callers-1"] = ("c1", time.time())
+    q.callers["PJSIP/callers-2"] = ("c2", time.time())
+    assert state.wait_estimate("billing").seconds == after.seconds
+    q.callers.clear()
+    # Booking counts at once (the stats a supervisor sees), before the dispatcher looks.
+    state.count_deflection("billing", "callback_booked")
+    assert state.queue_stats("billing")["callbacks_waiting"] == 1
