@@ -57,17 +57,10 @@ def pct(values: list[float], p: float) -> float:
 async def make_cti(
     db: Database, prefix: str, interactions: InteractionStore | None = None
 ) -> tuple[CtiService, MqttPublisher]:
-    holder: list[CtiService] = []
     pub = MqttPublisher(
-        "127.0.0.1",
-        1883,
-        prefix=prefix,
-        client_id=f"{prefix}-srv",
-        buffer_size=100_000,
-        is_live=lambda c: holder[0].state.call_live(c),
+        "127.0.0.1", 1883, prefix=prefix, client_id=f"{prefix}-srv", buffer_size=100_000
     )
     cti = CtiService(pub, CustomerDirectory(db), interactions or InteractionStore(db))
-    holder.append(cti)
     return cti, pub
 
 

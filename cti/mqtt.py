@@ -70,7 +70,9 @@ class MqttPublisher:
         self._buffer: deque[Outgoing] = deque(maxlen=buffer_size)
         self._retained: dict[str, Outgoing] = {}
         self._wake = asyncio.Event()
-        self._is_live = is_live
+        # Whether a call is still going on: a screen pop buffered while the broker
+        # was away is dropped once its call has ended (CtiService sets it).
+        self.is_live = is_live
         self._backoff = (backoff_min, backoff_max)
         self.connected = False
         self.published = 0
@@ -163,7 +165,7 @@ class MqttPublisher:
         while True:
             while self._buffer:
                 msg = self._buffer[0]
-                if msg.call_id is not None and not self._is_live(msg.call_id):
+                if msg.call_id is not None and not self.is_live(msg.call_id):
                     self._buffer.popleft()
                     self.dropped_stale += 1
                     log.info("stale screen pop dropped", extra={"call": msg.call_id})

@@ -43,6 +43,7 @@ class CtiService:
     ) -> None:
         self.state = CallCenter(ivr_contexts)
         self.publisher = publisher
+        publisher.is_live = self.state.call_live
         self.directory = directory
         self.interactions = interactions
         self.ami: AmiClient | None = None

@@ -51,7 +51,6 @@ def build_prompts(cfg: Config) -> PromptCache:
 def build_cti(
     cfg: Config, directory: CustomerDirectory, interactions: InteractionStore
 ) -> tuple[CtiService, MqttPublisher]:
-    holder: list[CtiService] = []
     publisher = MqttPublisher(
         cfg.mqtt.host,
         cfg.mqtt.port,
@@ -60,10 +59,8 @@ def build_cti(
         client_id=cfg.mqtt.client_id,
         prefix=cfg.mqtt.prefix,
         buffer_size=cfg.mqtt.buffer_size,
-        is_live=lambda call_id: holder[0].state.call_live(call_id),
     )
     cti = CtiService(publisher, directory, interactions, tuple(cfg.cti.ivr_contexts))
-    holder.append(cti)
     return cti, publisher
 
 

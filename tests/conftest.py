@@ -238,16 +238,8 @@ async def cti_live(live_server: Services) -> AsyncIterator[tuple[object, Inbox, 
     from cti.service import CtiService
 
     prefix = f"hotline-test-{uuid.uuid4().hex[:8]}"
-    holder: list[CtiService] = []
-    publisher = MqttPublisher(
-        "127.0.0.1",
-        1883,
-        prefix=prefix,
-        client_id=f"{prefix}-server",
-        is_live=lambda c: holder[0].state.call_live(c),
-    )
+    publisher = MqttPublisher("127.0.0.1", 1883, prefix=prefix, client_id=f"{prefix}-server")
     cti = CtiService(publisher, live_server.directory, live_server.interactions)
-    holder.append(cti)
     # As in `hotline serve`: each finished call's recordings go to the store
     # (a private one; the spool is the real one MixMonitor writes to).
     from hotline.app import ingest_when_finished

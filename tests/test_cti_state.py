@@ -257,3 +257,23 @@ def test_an_originated_callback_pops_like_a_queue_call_marked_callback():
     assert pop.call.variables["HOTLINE_INTERACTION"] == "i1"
     assert center.agents["1001"].state == "ringing"
     assert "cb-1" not in center.expected_callbacks
+
+
+def test_the_publisher_drops_buffered_pops_of_calls_the_cti_saw_end(tmp_path: Path):
+    from cti.mqtt import MqttPublisher
+    from cti.service import CtiService
+
+    publisher = MqttPublisher("127.0.0.1", 1)  # never connected here
+    cti = CtiService(publisher, directory=None, interactions=None)  # type: ignore[arg-type]
+    assert not publisher.is_live("1700000000.5")  # unknown or ended: a stale pop
+    cti.state.apply(
+        {
+            "Event": "Newchannel",
+            "Channel": "PJSIP/callers-1",
+            "Linkedid": "1700000000.5",
+            "Uniqueid": "1700000000.5",
+            "CallerIDNum": "5551234",
+            "Context": "from-callers",
+        }
+    )
+    assert publisher.is_live("1700000000.5")
