@@ -88,22 +88,24 @@ _CUSTOMER_FIELDS = (
 )
 
 
-# The call path's two lookups: columns in Customer's field order.
-_BY_PHONE = (
-    select(*(_CUSTOMERS.c[name] for name in _CUSTOMER_FIELDS))
-    .where(_CUSTOMERS.c.phone == bindparam("value"))
-    .limit(1)
-)
-_BY_ACCOUNT = (
-    select(*(_CUSTOMERS.c[name] for name in _CUSTOMER_FIELDS))
-    .where(_CUSTOMERS.c.account == bindparam("value"))
-    .limit(1)
-)
+def _lookup_by(column: str) -> Select[Any]:
+    """A call-path lookup: the customer whose ``column`` is the bound ``value``."""
+    fields = (_CUSTOMERS.c[name] for name in _CUSTOMER_FIELDS)
+    return select(*fields).where(_CUSTOMERS.c[column] == bindparam("value")).limit(1)
+
+
+_BY_PHONE = _lookup_by("phone")
+_BY_ACCOUNT = _lookup_by("account")
 
 
 def _customer(row: Any) -> Customer:
     """From an ORM row or a Core result row (both have the columns as attributes)."""
     return Customer(**{name: getattr(row, name) for name in _CUSTOMER_FIELDS})
+
+
+def _customer_from_values(values: tuple[Any, ...]) -> Customer:
+    """From a lookup's plain row: the values of ``_CUSTOMER_FIELDS``, in that order."""
+    return Customer(**dict(zip(_CUSTOMER_FIELDS, values, strict=True)))
 
 
 def _cents(text: str, where: str) -> int | None:
@@ -161,7 +163,7 @@ class CustomerDirectory:
             # The reader reconnects on its next read: once, for a database restart.
             log.warning("customer lookup failed (%s); reconnecting", e)
             row = await self._reads.first(stmt, value)
-        return None if row is None else Customer(*row)
+        return None if row is None else _customer_from_values(row)
 
     async def close(self) -> None:
         """Release the lookups' connection (before the database is closed)."""

@@ -146,6 +146,10 @@ class UserRow(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
+# A callback still to be completed (hotline.callbacks.OPEN), as SQL.
+_OPEN_CALLBACK = "status IN ('pending', 'dialing')"
+
+
 class CallbackRow(Base):
     """A caller who chose to be called back: their place in a queue, kept."""
 
@@ -176,7 +180,7 @@ class CallbackRow(Base):
             "uq_callbacks_open_number",
             "number",
             unique=True,
-            sqlite_where=text("status IN ('pending', 'dialing')"),
-            postgresql_where=text("status IN ('pending', 'dialing')"),
+            sqlite_where=text(_OPEN_CALLBACK),
+            postgresql_where=text(_OPEN_CALLBACK),
         ),
     )
