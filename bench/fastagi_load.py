@@ -89,7 +89,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,6 +133,31 @@ def prepare_db(path: Path) -> None:
         await db.close()
 
     asyncio.run(go())
+
+
+async def watch_stdin() -> asyncio.Future[None]:
+    """A future done when the load client closes our stdin: the server's cue to stop."""
+    loop = asyncio.get_running_loop()
+    closed: asyncio.Future[None] = loop.create_future()
+
+    class Stdin(asyncio.Protocol):
+        def connection_lost(self, exc: Exception | None) -> None:
+            if not closed.done():
+                closed.set_result(None)
+
+    await loop.connect_read_pipe(Stdin, sys.stdin)
+    return closed
+
+
+def run_server(main: Coroutine[Any, Any, None], event_loop: str) -> None:
+    """Run a server process's main on asyncio's loop or uvloop; Ctrl-C is the client's."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if event_loop == "uvloop":
+        import uvloop
+
+        uvloop.run(main)
+    else:
+        asyncio.run(main)
 
 
 def serve(
@@ -221,16 +246,8 @@ def serve(
             max_connections=cfg.agi.max_connections,
         )
         await server.start()
-        loop = asyncio.get_running_loop()
-        stdin_closed = loop.create_future()
-
-        class Stdin(asyncio.Protocol):
-            def connection_lost(self, exc: Exception | None) -> None:
-                if not stdin_closed.done():
-                    stdin_closed.set_result(None)
-
-        await loop.connect_read_pipe(Stdin, sys.stdin)
-        loop.add_signal_handler(signal.SIGUSR1, dump_internal)
+        stdin_closed = await watch_stdin()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump_internal)
         gc.freeze()  # as hotline serve does once started
         print(f"READY {server.port}", flush=True)
         await stdin_closed
@@ -244,13 +261,7 @@ def serve(
         }
         print(f"STATS {json.dumps(stats)}", flush=True)
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if event_loop == "uvloop":
-        import uvloop
-
-        uvloop.run(main())
-    else:
-        asyncio.run(main())
+    run_server(main(), event_loop)
 
 
 def serve_floor(event_loop: str) -> None:
@@ -287,27 +298,13 @@ def serve_floor(event_loop: str) -> None:
     async def main() -> None:
         server = await asyncio.start_server(call, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
-        loop = asyncio.get_running_loop()
-        stdin_closed = loop.create_future()
-
-        class Stdin(asyncio.Protocol):
-            def connection_lost(self, exc: Exception | None) -> None:
-                if not stdin_closed.done():
-                    stdin_closed.set_result(None)
-
-        await loop.connect_read_pipe(Stdin, sys.stdin)
+        stdin_closed = await watch_stdin()
         print(f"READY {port}", flush=True)
         await stdin_closed
         server.close()
         print("STATS {}", flush=True)
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if event_loop == "uvloop":
-        import uvloop
-
-        uvloop.run(main())
-    else:
-        asyncio.run(main())
+    run_server(main(), event_loop)
 
 
 # -- /proc ----------------------------------------------------------------------------------
