@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ivr.speech import MenuGrammar
+
 log = logging.getLogger("hotline.audiosocket")
 
 KIND_HANGUP, KIND_UUID, KIND_DTMF, KIND_AUDIO, KIND_ERROR = 0x00, 0x01, 0x03, 0x10, 0xFF
@@ -137,30 +139,23 @@ class AudioSocketServer:
         pending.connected.set_result((reader, writer))
 
 
-def names_a_phrase(words: list[str], phrases: list[list[str]]) -> bool:
-    """Whether ``words`` hold one of ``phrases`` whole, word for word, anywhere."""
-    for phrase in phrases:
-        n = len(phrase)
-        if n and any(words[i : i + n] == phrase for i in range(len(words) - n + 1)):
-            return True
-    return False
-
-
 class StreamingListener:
     """One utterance over one AudioSocket connection: prompt out, caller in, Vosk on the fly."""
 
     CHUNK_S = 0.1  # audio handed to the recogniser at a time
     SPEECH_RMS = 500  # 16-bit RMS above which a 20 ms frame counts as voice
     # When has the caller finished?  As VoiceXML's completetimeout and
-    # incompletetimeout: a short pause once the words so far name a whole menu
-    # phrase ("요금 문의", or "안녕하세요 상담원 연결 부탁드립니다"), a longer
-    # one otherwise, so a caller pausing at a comma ("안녕하세요, ...": 160-280 ms
-    # in the benchmark's speech) is not cut off before saying what they want.
+    # incompletetimeout: a short pause once the words so far name a menu option
+    # whole ("요금 문의", "안녕하세요 상담원 연결 부탁드립니다", or both words of
+    # "요금 문의" in the order the word-loop grammar gave them), a longer one
+    # otherwise, so a caller pausing at a comma ("안녕하세요, ...": 160-280 ms in
+    # the benchmark's speech) is not cut off before saying what they want.
     HANGOVER_S = 0.4  # this much quiet after speech ends the utterance...
-    EARLY_S = 0.15  # ...or this much, when what was heard so far names a menu phrase
+    EARLY_S = 0.15  # ...or this much, when what was heard so far names an option whole
+    RECHECK_S = 0.04  # during the pause, look again at the words every this much audio
 
     def __init__(
-        self, model: Any, grammar: list[str] | None, keys: str, run: Callable[..., Any]
+        self, model: Any, grammar: MenuGrammar | None, keys: str, run: Callable[..., Any]
     ) -> None:
         self._model = model
         self._grammar = grammar
@@ -174,7 +169,7 @@ class StreamingListener:
             rec = vosk.KaldiRecognizer(self._model, 8000)
         else:
             rec = vosk.KaldiRecognizer(
-                self._model, 8000, json.dumps(self._grammar, ensure_ascii=False)
+                self._model, 8000, json.dumps(self._grammar.vosk_grammar(), ensure_ascii=False)
             )
         rec.SetWords(True)
         return rec
@@ -196,10 +191,9 @@ class StreamingListener:
         # caller has sent, not on what the decoder has caught up with.
         heard = _Heard(prompt_s=len(prompt_pcm) / 16000)
         reading = asyncio.create_task(self._read(reader, heard, stop_prompt))
-        phrases = [p.split() for p in self._grammar or [] if p != "[unk]"]
         segments: list[dict[str, Any]] = []  # words of utterances Vosk itself ended
         fed = 0  # bytes of heard.audio given to the recogniser
-        early_checked_at = -1.0  # the last voice time the early rule looked at
+        early_voice, early_fed = -1.0, -1  # what the early rule last looked at
         deadline = time.monotonic() + timeout_s + len(prompt_pcm) / 16000
         try:
             while time.monotonic() < deadline and not reading.done():
@@ -214,14 +208,24 @@ class StreamingListener:
                 if not heard.voice:
                     continue
                 quiet = time.monotonic() - heard.last_voice
-                if phrases and quiet >= self.EARLY_S and early_checked_at != heard.last_voice:
-                    # A short pause after a menu phrase is the end: do not make the
-                    # caller wait out the full hangover for "요금 문의".
-                    early_checked_at = heard.last_voice
-                    fed = await self._catch_up(rec, heard, fed, segments, result)
+                if (
+                    self._grammar is not None
+                    and quiet >= self.EARLY_S
+                    and (
+                        early_voice != heard.last_voice
+                        or len(heard.audio) - early_fed >= int(self.RECHECK_S * 16000)
+                    )
+                ):
+                    # A short pause after a whole option is the end: do not make the
+                    # caller wait out the full hangover for "요금 문의".  Looked at
+                    # again as more of the pause is decoded: the decoder's best
+                    # guess for the last word often settles only 200-300 ms after
+                    # it was said.
+                    voice_at = early_voice = heard.last_voice
+                    fed = early_fed = await self._catch_up(rec, heard, fed, segments, result)
                     partial = json.loads(await self._run(rec.PartialResult)).get("partial", "")
                     so_far = " ".join([*(w["word"] for w in segments), partial]).split()
-                    if early_checked_at == heard.last_voice and names_a_phrase(so_far, phrases):
+                    if voice_at == heard.last_voice and self._grammar.interpret(so_far).complete:
                         result.speech_end = time.monotonic()
                         break
                 if heard.voice and time.monotonic() - heard.last_voice >= self.HANGOVER_S:

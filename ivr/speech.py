@@ -177,15 +177,83 @@ def _decode_file(model: Any, wav: Path, phrases: list[str] | None, language: str
     return Recognition(normalise(text), round(conf, 3), language)
 
 
+@dataclass(frozen=True)
+class Interpretation:
+    """What a menu makes of the words heard so far."""
+
+    option: str | None  # the option key the words choose, None if none or several
+    complete: bool  # the words name an option whole: more speech is not needed to decide
+
+
+class MenuGrammar:
+    """A menu's options as the recogniser hears them, and what its words choose.
+
+    With a model that has a dynamic graph (``graph/Gr.fst``, as every Vosk small
+    model), Vosk compiles a grammar into a loop over the grammar's *words*:
+    neither word order nor phrase boundaries are kept, so a caller saying
+    "요금 문의" can come back as "연결 문의 요금", and "기술 지원" as "지원"
+    when the first word was too faint.  The menu is therefore read from the
+    words heard, not from their order:
+
+    * an option whose phrase was heard whole and in order scores highest;
+    * otherwise an option scores the share of its phrase's *distinctive* words
+      (those no other option uses) that were heard, anywhere;
+    * the single best-scoring option is chosen; a tie chooses nothing.
+
+    ``complete`` says the words already name an option whole (a phrase in
+    order, or every distinctive word of one): the listener then ends the
+    utterance after a short pause instead of the long one.
+    """
+
+    def __init__(self, options: dict[str, list[str]]) -> None:
+        self._phrases = {
+            key: [normalise(p).split() for p in phrases if normalise(p)]
+            for key, phrases in options.items()
+        }
+        owners: dict[str, set[str]] = {}
+        for key, phrases_of_key in self._phrases.items():
+            for phrase in phrases_of_key:
+                for word in phrase:
+                    owners.setdefault(word, set()).add(key)
+        self._distinctive = {
+            key: [
+                (phrase, sorted({w for w in phrase if owners[w] == {key}}))
+                for phrase in phrases_of_key
+            ]
+            for key, phrases_of_key in self._phrases.items()
+        }
+
+    def vosk_grammar(self) -> list[str]:
+        """The phrases for ``KaldiRecognizer`` (plus ``[unk]``, the garbage word)."""
+        return [*sorted({" ".join(p) for ps in self._phrases.values() for p in ps}), UNKNOWN]
+
+    def interpret(self, words: list[str]) -> Interpretation:
+        heard = [w for w in words if w != UNKNOWN]
+        bag = set(heard)
+        scores: dict[str, float] = {}
+        for key, phrases in self._distinctive.items():
+            best = 0.0
+            for phrase, distinctive in phrases:
+                if _holds(heard, phrase):
+                    best = 2.0  # whole and in order: beats any count of loose words
+                    break
+                if distinctive:
+                    best = max(best, sum(w in bag for w in distinctive) / len(distinctive))
+            if best > 0:
+                scores[key] = best
+        if not scores:
+            return Interpretation(None, False)
+        top = max(scores.values())
+        leaders = [key for key, score in scores.items() if score == top]
+        return Interpretation(leaders[0] if len(leaders) == 1 else None, top >= 1.0)
+
+
+def _holds(words: list[str], phrase: list[str]) -> bool:
+    """Whether ``phrase`` occurs in ``words``, word for word."""
+    n = len(phrase)
+    return any(words[i : i + n] == phrase for i in range(len(words) - n + 1))
+
+
 def match_option(heard: str, options: dict[str, list[str]]) -> str | None:
-    """The option key whose phrase was heard (whole phrase, normalised), if exactly one."""
-    heard = normalise(heard)
-    if not heard:
-        return None
-    hits = {
-        key
-        for key, phrases in options.items()
-        for p in phrases
-        if normalise(p) and normalise(p) in heard
-    }
-    return hits.pop() if len(hits) == 1 else None
+    """The option key the heard text chooses (see :class:`MenuGrammar`), if exactly one."""
+    return MenuGrammar(options).interpret(normalise(heard).split()).option

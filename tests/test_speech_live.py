@@ -193,16 +193,46 @@ def test_audiosocket_frames_split_anywhere():
         assert rest == b""
 
 
-def test_the_short_pause_ends_only_an_utterance_that_names_a_menu_phrase():
-    from ivr.audiosocket import names_a_phrase
+DEMO_MENU = {"1": ["요금 문의"], "2": ["기술 지원"], "0": ["상담원 연결"]}
 
-    menu = [p.split() for p in ["요금 문의", "기술 지원", "상담원 연결"]]
-    assert names_a_phrase(["요금", "문의"], menu)
+
+def test_menu_reads_the_words_heard_not_their_order():
+    from ivr.speech import MenuGrammar, match_option
+
+    menu = MenuGrammar(DEMO_MENU)
+    # Vosk's grammar is a loop over the menu's words: "요금 문의" comes back
+    # reordered or with a word of another phrase; the words still choose billing.
+    assert match_option("요금 문의", DEMO_MENU) == "1"
+    assert match_option("연결 문의 요금", DEMO_MENU) == "1"
+    assert match_option("안녕하세요 상담원 연결 부탁드립니다", DEMO_MENU) == "0"
+    # A whole phrase in order beats loose words of another option.
+    assert match_option("상담원 연결 지원", DEMO_MENU) == "0"
+    # One word of a phrase still points at its option, once the caller stopped...
+    assert menu.interpret(["지원"]).option == "2"
+    # ...but equal evidence for two options, or two whole phrases, is no match.
+    assert match_option("연결 요금", DEMO_MENU) is None
+    assert match_option("요금 문의 상담원 연결", DEMO_MENU) is None
+    assert match_option("", DEMO_MENU) is None
+    assert match_option("날씨", DEMO_MENU) is None
+    # A word two options share tells them apart for neither.
+    shared = {"1": ["요금 문의"], "2": ["기술 문의"]}
+    assert match_option("문의", shared) is None
+    assert match_option("문의 기술", shared) == "2"
+
+
+def test_the_short_pause_ends_only_an_utterance_that_names_an_option_whole():
+    from ivr.speech import MenuGrammar
+
+    menu = MenuGrammar(DEMO_MENU)
+    assert menu.interpret(["요금", "문의"]).complete
     # Said inside a sentence: the option is known, no need to wait out the hangover.
-    assert names_a_phrase(["안녕하세요", "상담원", "연결", "부탁드립니다"], menu)
-    assert names_a_phrase(["문의", "기술", "지원"], menu)
-    # Half a phrase, words of two phrases, or nothing yet: the caller may go on.
-    assert not names_a_phrase(["상담원"], menu)
-    assert not names_a_phrase(["연결", "문의", "요금"], menu)
-    assert not names_a_phrase([], menu)
-    assert not names_a_phrase(["요금", "문의"], [])
+    assert menu.interpret(["안녕하세요", "상담원", "연결", "부탁드립니다"]).complete
+    assert menu.interpret(["문의", "기술", "지원"]).complete
+    # Every word of one option, in the order the word loop gave them.
+    assert menu.interpret(["연결", "문의", "요금"]).complete
+    # Half a phrase or nothing yet: the caller may go on.
+    assert not menu.interpret(["상담원"]).complete
+    assert not menu.interpret(["지원"]).complete
+    assert not menu.interpret([]).complete
+    assert not MenuGrammar({}).interpret(["요금", "문의"]).complete
+    assert menu.vosk_grammar() == ["기술 지원", "상담원 연결", "요금 문의", "[unk]"]

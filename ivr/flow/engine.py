@@ -31,7 +31,7 @@ from ivr.agi import DIGITS, AgiChannel, AgiCommandFailed, AgiError, AgiHangup
 from ivr.audiosocket import AudioSocketServer, StreamingListener, read_pcm
 from ivr.flow import model as m
 from ivr.prompts import PromptCache
-from ivr.speech import Recognition, SpeechRecognizer, SpeechUnavailable, match_option
+from ivr.speech import MenuGrammar, Recognition, SpeechRecognizer, SpeechUnavailable
 
 log = logging.getLogger("hotline.ivr")
 
@@ -547,8 +547,8 @@ class CallSession:
             log.error("AudioSocket did not connect: using record mode for this prompt")
             await app
             return await self._listen_after_prompt(node, keys)
-        grammar = sorted({p for o in node.options for p in o.phrases.get(self.language, ())})
-        result = await StreamingListener(model, [*grammar, "[unk]"], keys, speech.run).listen(
+        grammar = MenuGrammar(self._options_in_language(node))
+        result = await StreamingListener(model, grammar, keys, speech.run).listen(
             reader, writer, pcm, node.timeout_s
         )
         await app  # returns once the socket is closed (raises AgiHangup if they hung up)
@@ -579,9 +579,11 @@ class CallSession:
                 out.append(prompts.host_path(text, lang))
         return out
 
+    def _options_in_language(self, node: m.Menu) -> dict[str, list[str]]:
+        return {o.key: list(o.phrases.get(self.language, ())) for o in node.options}
+
     def _understood(self, node: m.Menu, heard: Recognition, step: dict[str, Any]) -> str | None:
-        options = {o.key: list(o.phrases.get(self.language, ())) for o in node.options}
-        key = match_option(heard.text, options)
+        key = MenuGrammar(self._options_in_language(node)).interpret(heard.text.split()).option
         confident = heard.confidence >= self.services.min_confidence
         self.interaction.transcripts.append(
             {
