@@ -94,6 +94,7 @@ from ivr.speech import (  # noqa: E402
     MenuGrammar,
     SpeechRecognizer,
     _decode_file,
+    grammar_json,
     installed_model,
     match_option,
     normalise,
@@ -941,6 +942,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         t = time.monotonic()
         model = await speech.model(LANG)
         mem["load_s"] = round(time.monotonic() - t, 2)
+        res["model"]["has_unk"] = "[unk]" in grammar_json(model, PHRASES)
         mem["after_load_mb"] = mb(rss_kb())
         mem["model_mb"] = round(mem["after_load_mb"] - mem["vosk_imported_mb"], 1)
         say(f"model loaded in {mem['load_s']} s")
@@ -1154,24 +1156,27 @@ def notes(res: dict[str, Any]) -> list[str]:
     unk = sum(v for k, v in res.get("native_log", {}).items() if "[unk]" in k)
     fa = res["false_accepts_stream"]
     n_oog = sum(1 for r in res["stream"]["sequential"]["rows"] if r.get("expected") is None)
-    found = (
-        [
-            f"Vosk logged {unk} times 'Ignoring word missing in vocabulary: [unk]' (once per "
-            "recogniser built with the menu grammar; vosk.SetLogLevel(-1) does not silence "
-            "Kaldi warnings, so a server logs this line on every recognition): the Korean model "
-            "has no [unk] word, so the grammar has no garbage path and any speech is forced onto "
-            f"the menu's words.  The out-of-grammar sentence was taken as a menu option in "
-            f"{len(fa)} of {n_oog} cases (stream mode), with confidence up to "
-            f"{max((r['confidence'] for r in fa), default=0)}: min_confidence "
-            f"{MIN_CONFIDENCE} does not catch it.",
-            "The decoder often returns menu words recombined across phrases (e.g. '연결 문의 "
-            "요금', '지원' alone): Vosk turns the grammar into a loop over its words, so the "
-            "menu (MenuGrammar) reads which words were heard, not their order: a whole phrase "
-            "first, else the share of each option's distinctive words; a tie is no match.",
-        ]
-        if unk
-        else []
-    )
+    found = [
+        (
+            f"Vosk logged {unk} times 'Ignoring word missing in vocabulary: [unk]'.  "
+            if unk
+            else "Vosk logged no 'Ignoring word missing in vocabulary' warning (grammar_json "
+            "asks for [unk] only of a model that has it).  "
+        )
+        + (
+            "The model has [unk]."
+            if res["model"].get("has_unk")
+            else "The Korean model has no [unk] word, so the grammar has no garbage path and "
+            "any speech is forced onto the menu's words.  The out-of-grammar sentence was "
+            f"taken as a menu option in {len(fa)} of {n_oog} cases (stream mode), with "
+            f"confidence up to {max((r['confidence'] for r in fa), default=0)}: min_confidence "
+            f"{MIN_CONFIDENCE} does not catch it."
+        ),
+        "The decoder often returns menu words recombined across phrases (e.g. '연결 문의 "
+        "요금', '지원' alone): Vosk turns the grammar into a loop over its words, so the "
+        "menu (MenuGrammar) reads which words were heard, not their order: a whole phrase "
+        "first, else the share of each option's distinctive words; a tie is no match.",
+    ]
     early_s = getattr(StreamingListener, "EARLY_S", None)
     early_cuts = [
         r

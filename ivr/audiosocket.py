@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ivr.speech import MenuGrammar
+from ivr.speech import MenuGrammar, grammar_json
 
 log = logging.getLogger("hotline.audiosocket")
 
@@ -168,9 +168,8 @@ class StreamingListener:
         if self._grammar is None:
             rec = vosk.KaldiRecognizer(self._model, 8000)
         else:
-            rec = vosk.KaldiRecognizer(
-                self._model, 8000, json.dumps(self._grammar.vosk_grammar(), ensure_ascii=False)
-            )
+            grammar = grammar_json(self._model, self._grammar.phrases())
+            rec = vosk.KaldiRecognizer(self._model, 8000, grammar)
         rec.SetWords(True)
         return rec
 

@@ -3,7 +3,7 @@
 One :class:`vosk.Model` per language, loaded once per process (in a worker
 thread: it takes seconds and hundreds of MB) and shared by every call; one
 ``KaldiRecognizer`` per utterance, with a grammar built from the menu's own
-phrases plus ``[unk]``; decoding runs in a thread pool, so calls listening
+phrases (plus ``[unk]`` where the model has it); decoding runs in a thread pool, so calls listening
 at once never stall AGI traffic.
 """
 
@@ -165,8 +165,7 @@ def _decode_file(model: Any, wav: Path, phrases: list[str] | None, language: str
         if phrases is None:
             rec = vosk.KaldiRecognizer(model, rate)
         else:
-            grammar = [*sorted({normalise(p) for p in phrases}), UNKNOWN]
-            rec = vosk.KaldiRecognizer(model, rate, json.dumps(grammar, ensure_ascii=False))
+            rec = vosk.KaldiRecognizer(model, rate, grammar_json(model, phrases))
         rec.SetWords(True)
         while data := w.readframes(4000):
             rec.AcceptWaveform(data)
@@ -223,9 +222,9 @@ class MenuGrammar:
             for key, phrases_of_key in self._phrases.items()
         }
 
-    def vosk_grammar(self) -> list[str]:
-        """The phrases for ``KaldiRecognizer`` (plus ``[unk]``, the garbage word)."""
-        return [*sorted({" ".join(p) for ps in self._phrases.values() for p in ps}), UNKNOWN]
+    def phrases(self) -> list[str]:
+        """Every option's phrases, normalised (for :func:`grammar_json`)."""
+        return sorted({" ".join(p) for ps in self._phrases.values() for p in ps})
 
     def interpret(self, words: list[str]) -> Interpretation:
         heard = [w for w in words if w != UNKNOWN]
@@ -246,6 +245,18 @@ class MenuGrammar:
         top = max(scores.values())
         leaders = [key for key, score in scores.items() if score == top]
         return Interpretation(leaders[0] if len(leaders) == 1 else None, top >= 1.0)
+
+
+def grammar_json(model: Any, phrases: list[str]) -> str:
+    """The grammar argument of ``KaldiRecognizer``: the phrases, plus the garbage
+    word ``[unk]`` when the model has one.  The Korean model has none, and asked
+    for it Vosk logs "Ignoring word missing in vocabulary" (from C++, past
+    ``SetLogLevel``) for every recogniser built: once per caller utterance."""
+    grammar = sorted({normalise(p) for p in phrases if normalise(p)})
+    find = getattr(model, "find_word", None) or model.vosk_model_find_word
+    if find(UNKNOWN) != -1:
+        grammar.append(UNKNOWN)
+    return json.dumps(grammar, ensure_ascii=False)
 
 
 def _holds(words: list[str], phrase: list[str]) -> bool:

@@ -7,6 +7,7 @@ grammar built from the menu's phrases.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import wave
 from pathlib import Path
@@ -50,6 +51,39 @@ async def test_model_file_decodes_korean_with_menu_grammar(tmp_path):
     assert heard.text == "상담원 연결" and heard.confidence > 0.5
     assert match_option(heard.text, {"1": ["요금 문의"], "0": ["상담원 연결"]}) == "0"
     speech.close()
+
+
+async def test_grammar_asks_for_unk_only_of_a_model_that_has_it(capfd):
+    import vosk
+
+    from ivr.speech import grammar_json
+
+    path = installed_model("ko")
+    assert path is not None
+    speech = SpeechRecognizer({"ko": path})
+    model = await speech.model("ko")
+    speech.close()
+    capfd.readouterr()
+    grammar = grammar_json(model, ["요금 문의", "상담원 연결"])
+    assert json.loads(grammar) == ["상담원 연결", "요금 문의"]  # the Korean model has no [unk]
+    vosk.KaldiRecognizer(model, 8000, grammar)
+    # Asked for a word it lacks, Vosk writes a warning to the server's log on
+    # every recogniser, i.e. for every utterance of every caller.
+    assert "Ignoring word missing" not in capfd.readouterr().err
+    vosk.KaldiRecognizer(model, 8000, json.dumps(["요금 문의", "[unk]"]))
+    assert "Ignoring word missing in vocabulary: '[unk]'" in capfd.readouterr().err
+
+
+class _ModelWithUnk:
+    def find_word(self, word: str) -> int:
+        return 7 if word in ("[unk]", "billing") else -1
+
+
+def test_grammar_keeps_unk_for_a_model_that_has_it():
+    from ivr.speech import grammar_json
+
+    grammar = grammar_json(_ModelWithUnk(), ["Billing ", "billing"])
+    assert json.loads(grammar) == ["billing", "[unk]"]
 
 
 @pytest.mark.asterisk
@@ -235,4 +269,4 @@ def test_the_short_pause_ends_only_an_utterance_that_names_an_option_whole():
     assert not menu.interpret(["지원"]).complete
     assert not menu.interpret([]).complete
     assert not MenuGrammar({}).interpret(["요금", "문의"]).complete
-    assert menu.vosk_grammar() == ["기술 지원", "상담원 연결", "요금 문의", "[unk]"]
+    assert menu.phrases() == ["기술 지원", "상담원 연결", "요금 문의"]
