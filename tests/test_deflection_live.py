@@ -137,6 +137,87 @@ async def test_callback_rings_the_agent_then_the_caller_with_a_pop_marked_callba
         await phone.stop()
 
 
+def queue_caller(ami: Any, number: str) -> asyncio.Task[Any]:
+    """A caller straight into the real billing queue: a Local channel that waits on
+    the line, then stays connected to whoever answers.  The task ends with the
+    Originate's outcome (the AMI client waits for it)."""
+    return asyncio.create_task(
+        ami.action(
+            {
+                "Action": "Originate",
+                "Channel": "Local/billing@hotline-queue/n",
+                "Application": "Wait",
+                "Data": "60",
+                "CallerID": f"Caller <{number}>",
+                "Timeout": "90000",
+                "Async": "true",
+                "Variable": ["HOTLINE_QUEUE=billing"],
+            },
+            timeout=120,
+        )
+    )
+
+
+async def test_on_a_busy_queue_a_callback_gets_the_next_free_agent_before_later_callers(
+    deflection_on: tuple[Any, Any, CallbackStore],
+) -> None:
+    """The callback keeps its place even while callers are on the line: when the
+    agent's call ends, the dispatcher (woken by AgentComplete) rings them for the
+    callback before app_queue offers them to its waiting caller; the caller who
+    joined after the booking waits, then gets that agent once the callback is
+    over."""
+    cti, inbox, store = deflection_on
+    caller = "5550778"
+    dispatcher = CallbackDispatcher(
+        store, cti.state, cti.ami, CallbackPolicy(retry_after_s=3, agent_ring_s=15)
+    )
+    cti.event_hooks.append(dispatcher.on_event)
+    await dispatcher.start()
+    agent = Agent("1001", calls=3)
+    phone = Agent(caller, port=5080, answer_delay_ms=500)
+    billing = cti.state.queue("billing")
+    callers: list[asyncio.Task[Any]] = []
+    try:
+        await agent.start()
+        await phone.start()
+        await pause(cti.ami, "1001", False)  # 1002 stays away: one agent for billing
+        callers = [queue_caller(cti.ami, "5550111")]
+        await wait_for(lambda: cti.state.agents["1001"].state == "busy", timeout=20)
+        # The callback is booked while 1001 talks, then a later caller joins.
+        cb = await store.book(queue="billing", number=caller, call_id="live-reserve")
+        dispatcher.poke()
+        await asyncio.sleep(1.5)
+        assert (await store.get(cb.id)).status == "pending"  # no agent free yet
+        callers.append(queue_caller(cti.ami, "5550222"))
+        await wait_for(lambda: len(billing.callers) == 1, timeout=10)
+
+        await hang_up_agent(cti.ami, "1001")  # 1001's first call ends
+        pop, _ = await inbox.wait(
+            "/agents/1001/screenpop", timeout=20, callback=True, caller_number=caller
+        )
+        assert pop["queue"] == "billing"
+        done = await completed(store, cb.id)
+        assert done is not None, (await store.get(cb.id), agent.errors(), phone.errors())
+        assert done.agent == "1001" and done.attempts == 1
+        # The later caller is still waiting: the freed agent was not handed to them.
+        assert len(billing.callers) == 1
+        await asyncio.sleep(1)
+        await hang_up_agent(cti.ami, "1001")  # the callback conversation ends
+        # No callback left in line: the queue gives 1001 to that caller.
+        await wait_for(lambda: not billing.callers, timeout=20)
+        await wait_for(lambda: cti.state.agents["1001"].state == "busy", timeout=10)
+    finally:
+        await dispatcher.stop()
+        cti.event_hooks.remove(dispatcher.on_event)
+        local = "/^Local\\/billing@hotline-queue-.*$/"
+        await cti.ami.action({"Action": "Hangup", "Channel": local})
+        for task in callers:
+            task.cancel()
+        await hang_up_agent(cti.ami, "1001")
+        await agent.stop()
+        await phone.stop()
+
+
 def _serve_env(live_server: Services, prefix: str) -> dict[str, str]:
     db = live_server.interactions._db
     return {
