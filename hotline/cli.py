@@ -65,10 +65,60 @@ def cmd_check_config(cfg: Config, args: argparse.Namespace) -> int:
         if problem is not None:
             print(f"{cfg.source}: speech.models.{lang}: {problem}", file=sys.stderr)
             return 1
+    if _run(_check_menu_words(cfg, flows)):
+        return 1
     print(f"configuration {cfg.source}: ok")
     for name, f in sorted(flows.items()):
         print(f"  flow {name}: {len(f.nodes)} nodes, languages {', '.join(f.languages)} ({f.file})")
     return 0
+
+
+async def _check_menu_words(cfg: Config, flows: dict[str, Any]) -> int:
+    """Speech menus against the models that will hear them: every word of every
+    phrase must be one the model knows (Vosk drops the others silently), and a
+    phrase with no word of its own is pointed out (it counts only said whole)."""
+    from ivr.flow.model import Menu
+    from ivr.speech import MenuGrammar, SpeechUnavailable, unknown_words
+
+    speech = _speech(cfg)
+    errors = 0
+    try:
+        for flow in flows.values():
+            for node in flow.nodes.values():
+                if not isinstance(node, Menu) or not node.speech:
+                    continue
+                for lang in sorted({lang for o in node.options for lang in o.phrases}):
+                    if not speech.available(lang):
+                        continue  # DTMF only for this language; `hotline models list`
+                    try:
+                        model = await speech.model(lang)
+                    except SpeechUnavailable as e:
+                        print(f"{cfg.source}: {e}", file=sys.stderr)
+                        return 1
+                    for o in node.options:
+                        for phrase in o.phrases.get(lang, ()):
+                            for word in unknown_words(model, phrase):
+                                errors += 1
+                                print(
+                                    f"{flow.file}:{o.line}: node {node.id!r}: option {o.key}: "
+                                    f"{lang} phrase {phrase!r}: {word!r} is not a word of the "
+                                    f"{lang} model ({speech.paths[lang]}); Vosk would leave it "
+                                    "out, so the phrase could never be heard whole",
+                                    file=sys.stderr,
+                                )
+                    grammar = MenuGrammar(
+                        {o.key: list(o.phrases.get(lang, ())) for o in node.options}
+                    )
+                    for key, phrase in grammar.without_own_words():
+                        print(
+                            f"{flow.file}: node {node.id!r}: option {key}: {lang} phrase "
+                            f"{phrase!r} has no word the other options do not use: it is "
+                            "chosen only when heard whole and in order (warning)",
+                            file=sys.stderr,
+                        )
+    finally:
+        speech.close()
+    return 1 if errors else 0
 
 
 def cmd_serve(cfg: Config, args: argparse.Namespace) -> int:

@@ -222,6 +222,16 @@ class MenuGrammar:
             for key, phrases_of_key in self._phrases.items()
         }
 
+    def without_own_words(self) -> list[tuple[str, str]]:
+        """(option, phrase) pairs whose every word another option uses too: such a
+        phrase chooses its option only when heard whole and in order."""
+        return [
+            (key, " ".join(phrase))
+            for key, phrases in self._distinctive.items()
+            for phrase, distinctive in phrases
+            if not distinctive
+        ]
+
     def phrases(self) -> list[str]:
         """Every option's phrases, normalised (for :func:`grammar_json`)."""
         return sorted({" ".join(p) for ps in self._phrases.values() for p in ps})
@@ -247,14 +257,27 @@ class MenuGrammar:
         return Interpretation(leaders[0] if len(leaders) == 1 else None, top >= 1.0)
 
 
+def _find_word(model: Any) -> Callable[[str], int]:
+    # vosk 0.3.45 names it vosk_model_find_word; later releases find_word.
+    find: Callable[[str], int] = getattr(model, "find_word", None) or model.vosk_model_find_word
+    return find
+
+
+def unknown_words(model: Any, phrase: str) -> list[str]:
+    """Words of ``phrase`` that are not in the model's vocabulary.  Vosk leaves
+    them out of a grammar without a word to the caller (only a C++ warning in
+    the log), so a phrase holding one can never be heard whole."""
+    find = _find_word(model)
+    return [w for w in normalise(phrase).split() if find(w) == -1]
+
+
 def grammar_json(model: Any, phrases: list[str]) -> str:
     """The grammar argument of ``KaldiRecognizer``: the phrases, plus the garbage
     word ``[unk]`` when the model has one.  The Korean model has none, and asked
     for it Vosk logs "Ignoring word missing in vocabulary" (from C++, past
     ``SetLogLevel``) for every recogniser built: once per caller utterance."""
     grammar = sorted({normalise(p) for p in phrases if normalise(p)})
-    find = getattr(model, "find_word", None) or model.vosk_model_find_word
-    if find(UNKNOWN) != -1:
+    if _find_word(model)(UNKNOWN) != -1:
         grammar.append(UNKNOWN)
     return json.dumps(grammar, ensure_ascii=False)
 

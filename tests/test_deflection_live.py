@@ -167,7 +167,7 @@ async def test_on_a_busy_queue_a_callback_gets_the_next_free_agent_before_later_
     joined after the booking waits, then gets that agent once the callback is
     over."""
     cti, inbox, store = deflection_on
-    caller = "5550778"
+    caller = "5550779"  # its own number: the inbox keeps earlier tests' pops
     dispatcher = CallbackDispatcher(
         store, cti.state, cti.ami, CallbackPolicy(retry_after_s=3, agent_ring_s=15)
     )
@@ -206,6 +206,11 @@ async def test_on_a_busy_queue_a_callback_gets_the_next_free_agent_before_later_
         # No callback left in line: the queue gives 1001 to that caller.
         await wait_for(lambda: not billing.callers, timeout=20)
         await wait_for(lambda: cti.state.agents["1001"].state == "busy", timeout=10)
+        await hang_up_agent(cti.ami, "1001")
+        # 1001's phone took its three calls and answered every BYE (killed while
+        # one is on its way, Asterisk resends it to the next test's phone).
+        assert await agent.wait(10) == 0, agent.errors()
+        assert await phone.wait(10) == 0, phone.errors()
     finally:
         await dispatcher.stop()
         cti.event_hooks.remove(dispatcher.on_event)

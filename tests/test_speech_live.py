@@ -191,6 +191,38 @@ def test_wrong_model_path_is_named_by_check_config(tmp_path, repo):
     assert "not a Vosk model" in r.stderr
 
 
+def test_check_config_names_menu_words_the_model_does_not_know(tmp_path, repo):
+    demo = (repo / "dialplans/hotline.yaml").read_text()
+    (tmp_path / "dialplans").mkdir()
+    conf = tmp_path / "hotline.toml"
+    conf.write_text("[ami]\nenabled = false\n")
+
+    def check(flow: str) -> subprocess.CompletedProcess[str]:
+        (tmp_path / "dialplans" / "hotline.yaml").write_text(flow)
+        return subprocess.run(
+            [str(repo / ".venv/bin/hotline"), "-c", str(conf), "check-config"],
+            capture_output=True,
+            text=True,
+        )
+
+    assert check(demo).returncode == 0  # the demo's Korean menu: every word known
+    # Written without its space, the billing phrase is one word the model lacks:
+    # Vosk would drop it from the grammar and nobody could ever say it.
+    lines = demo.splitlines()
+    phrase_at = next(i for i, ln in enumerate(lines) if '["요금 문의"]' in ln)
+    option_at = max(i for i in range(phrase_at) if lines[i].strip() == '- key: "1"') + 1
+    r = check(demo.replace('phrases: {ko: ["요금 문의"]}', 'phrases: {ko: ["요금문의"]}'))
+    assert r.returncode == 1
+    assert (
+        f"hotline.yaml:{option_at}: node 'korean_menu': option 1: ko phrase '요금문의': "
+        "'요금문의' is not a word of the ko model"
+    ) in r.stderr
+    # A phrase made only of another option's words is legal, but pointed out.
+    r = check(demo.replace('phrases: {ko: ["기술 지원"]}', 'phrases: {ko: ["상담원"]}'))
+    assert r.returncode == 0, r.stderr
+    assert "option 2: ko phrase '상담원' has no word the other options do not use" in r.stderr
+
+
 async def test_listen_without_model_is_skipped_not_an_error(services):
     from ivr.flow.engine import CallRouter
     from ivr.flow.loader import parse_flow
