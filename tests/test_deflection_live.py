@@ -88,53 +88,67 @@ async def hang_up_agent(ami: Any, agent: str) -> None:
     await ami.action({"Action": "Hangup", "Channel": f"/^PJSIP\\/agent{agent}-.*$/"})
 
 
+@contextlib.asynccontextmanager
+async def dispatching(cti: Any, store: CallbackStore) -> AsyncIterator[CallbackDispatcher]:
+    """A callback dispatcher on the live CTI, as `hotline serve` runs one."""
+    dispatcher = CallbackDispatcher(
+        store, cti.state, cti.ami, CallbackPolicy(retry_after_s=3, agent_ring_s=15)
+    )
+    cti.event_hooks.append(dispatcher.on_event)
+    await dispatcher.start()
+    try:
+        yield dispatcher
+    finally:
+        await dispatcher.stop()
+        cti.event_hooks.remove(dispatcher.on_event)
+
+
+async def phones_done(*phones: Agent) -> None:
+    """Each phone took all its calls and answered every BYE: the legs were real,
+    and no BYE is left for Asterisk to resend to the next test's phone."""
+    for phone in phones:
+        assert await phone.wait(10) == 0, phone.errors()
+
+
 async def test_callback_rings_the_agent_then_the_caller_with_a_pop_marked_callback(
     deflection_on: tuple[Any, Any, CallbackStore], live_server: Services
 ) -> None:
     cti, inbox, store = deflection_on
     caller = "5550777"
-    dispatcher = CallbackDispatcher(
-        store, cti.state, cti.ami, CallbackPolicy(retry_after_s=3, agent_ring_s=15)
-    )
-    cti.event_hooks.append(dispatcher.on_event)
-    live_server.on_callback_booked = dispatcher.poke
-    await dispatcher.start()
     agent = Agent("1001")
     phone = Agent(caller, port=5080, answer_delay_ms=1000)
-    try:
-        cb = await book_callback(store, caller)
-        await inbox.wait("/queues/billing/stats", timeout=5)
-        last = inbox.on("/queues/billing/stats")[-1][0]
-        assert last["deflection"].get("offered", 0) >= 1
-        assert last["deflection"].get("callback_booked", 0) >= 1
-        assert last["est_wait_s"] is None and last["est_wait_method"] == "no_agents"
-        await asyncio.sleep(2)
-        assert (await store.get(cb.id)).status == "pending"  # nobody free: it waits
+    async with dispatching(cti, store) as dispatcher:
+        live_server.on_callback_booked = dispatcher.poke
+        try:
+            cb = await book_callback(store, caller)
+            await inbox.wait("/queues/billing/stats", timeout=5)
+            last = inbox.on("/queues/billing/stats")[-1][0]
+            assert last["deflection"].get("offered", 0) >= 1
+            assert last["deflection"].get("callback_booked", 0) >= 1
+            assert last["est_wait_s"] is None and last["est_wait_method"] == "no_agents"
+            await asyncio.sleep(2)
+            assert (await store.get(cb.id)).status == "pending"  # nobody free: it waits
 
-        await agent.start()
-        await phone.start()
-        await pause(cti.ami, "1001", False)
+            await agent.start()
+            await phone.start()
+            await pause(cti.ami, "1001", False)
 
-        pop, _ = await inbox.wait(
-            "/agents/1001/screenpop", timeout=20, callback=True, caller_number=caller
-        )
-        assert pop["caller_number"] == caller and pop["queue"] == "billing"
-        assert pop["ivr"]["path"][-1] == "billing_wait"
-        assert pop["ivr"]["outcome"] == "deflected"
+            pop, _ = await inbox.wait(
+                "/agents/1001/screenpop", timeout=20, callback=True, caller_number=caller
+            )
+            assert pop["caller_number"] == caller and pop["queue"] == "billing"
+            assert pop["ivr"]["path"][-1] == "billing_wait"
+            assert pop["ivr"]["outcome"] == "deflected"
 
-        done = await completed(store, cb.id)
-        assert done is not None, (await store.get(cb.id), agent.errors(), phone.errors())
-        assert done.agent == "1001" and done.attempts == 1 and done.last_result == "answer"
-        await asyncio.sleep(1.5)  # agent and caller talk
-        await hang_up_agent(cti.ami, "1001")
-        # Each phone took exactly one call and got its BYE: both legs were real.
-        assert await agent.wait(10) == 0, agent.errors()
-        assert await phone.wait(10) == 0, phone.errors()
-    finally:
-        await dispatcher.stop()
-        cti.event_hooks.remove(dispatcher.on_event)
-        await agent.stop()
-        await phone.stop()
+            done = await completed(store, cb.id)
+            assert done is not None, (await store.get(cb.id), agent.errors(), phone.errors())
+            assert done.agent == "1001" and done.attempts == 1 and done.last_result == "answer"
+            await asyncio.sleep(1.5)  # agent and caller talk
+            await hang_up_agent(cti.ami, "1001")
+            await phones_done(agent, phone)  # one call each
+        finally:
+            await agent.stop()
+            await phone.stop()
 
 
 def queue_caller(ami: Any, number: str) -> asyncio.Task[Any]:
@@ -168,59 +182,50 @@ async def test_on_a_busy_queue_a_callback_gets_the_next_free_agent_before_later_
     over."""
     cti, inbox, store = deflection_on
     caller = "5550779"  # its own number: the inbox keeps earlier tests' pops
-    dispatcher = CallbackDispatcher(
-        store, cti.state, cti.ami, CallbackPolicy(retry_after_s=3, agent_ring_s=15)
-    )
-    cti.event_hooks.append(dispatcher.on_event)
-    await dispatcher.start()
     agent = Agent("1001", calls=3)
     phone = Agent(caller, port=5080, answer_delay_ms=500)
     billing = cti.state.queue("billing")
     callers: list[asyncio.Task[Any]] = []
-    try:
-        await agent.start()
-        await phone.start()
-        await pause(cti.ami, "1001", False)  # 1002 stays away: one agent for billing
-        callers = [queue_caller(cti.ami, "5550111")]
-        await wait_for(lambda: cti.state.agents["1001"].state == "busy", timeout=20)
-        # The callback is booked while 1001 talks, then a later caller joins.
-        cb = await store.book(queue="billing", number=caller, call_id="live-reserve")
-        dispatcher.poke()
-        await asyncio.sleep(1.5)
-        assert (await store.get(cb.id)).status == "pending"  # no agent free yet
-        callers.append(queue_caller(cti.ami, "5550222"))
-        await wait_for(lambda: len(billing.callers) == 1, timeout=10)
+    async with dispatching(cti, store) as dispatcher:
+        try:
+            await agent.start()
+            await phone.start()
+            await pause(cti.ami, "1001", False)  # 1002 stays away: one agent for billing
+            callers.append(queue_caller(cti.ami, "5550111"))
+            await wait_for(lambda: cti.state.agents["1001"].state == "busy", timeout=20)
+            # The callback is booked while 1001 talks, then a later caller joins.
+            cb = await store.book(queue="billing", number=caller, call_id="live-busy-queue")
+            dispatcher.poke()
+            await asyncio.sleep(1.5)
+            assert (await store.get(cb.id)).status == "pending"  # no agent free yet
+            callers.append(queue_caller(cti.ami, "5550222"))
+            await wait_for(lambda: len(billing.callers) == 1, timeout=10)
 
-        await hang_up_agent(cti.ami, "1001")  # 1001's first call ends
-        pop, _ = await inbox.wait(
-            "/agents/1001/screenpop", timeout=20, callback=True, caller_number=caller
-        )
-        assert pop["queue"] == "billing"
-        done = await completed(store, cb.id)
-        assert done is not None, (await store.get(cb.id), agent.errors(), phone.errors())
-        assert done.agent == "1001" and done.attempts == 1
-        # The later caller is still waiting: the freed agent was not handed to them.
-        assert len(billing.callers) == 1
-        await asyncio.sleep(1)
-        await hang_up_agent(cti.ami, "1001")  # the callback conversation ends
-        # No callback left in line: the queue gives 1001 to that caller.
-        await wait_for(lambda: not billing.callers, timeout=20)
-        await wait_for(lambda: cti.state.agents["1001"].state == "busy", timeout=10)
-        await hang_up_agent(cti.ami, "1001")
-        # 1001's phone took its three calls and answered every BYE (killed while
-        # one is on its way, Asterisk resends it to the next test's phone).
-        assert await agent.wait(10) == 0, agent.errors()
-        assert await phone.wait(10) == 0, phone.errors()
-    finally:
-        await dispatcher.stop()
-        cti.event_hooks.remove(dispatcher.on_event)
-        local = "/^Local\\/billing@hotline-queue-.*$/"
-        await cti.ami.action({"Action": "Hangup", "Channel": local})
-        for task in callers:
-            task.cancel()
-        await hang_up_agent(cti.ami, "1001")
-        await agent.stop()
-        await phone.stop()
+            await hang_up_agent(cti.ami, "1001")  # 1001's first call ends
+            pop, _ = await inbox.wait(
+                "/agents/1001/screenpop", timeout=20, callback=True, caller_number=caller
+            )
+            assert pop["queue"] == "billing"
+            done = await completed(store, cb.id)
+            assert done is not None, (await store.get(cb.id), agent.errors(), phone.errors())
+            assert done.agent == "1001" and done.attempts == 1
+            # The later caller is still waiting: the freed agent was not handed to them.
+            assert len(billing.callers) == 1
+            await asyncio.sleep(1)
+            await hang_up_agent(cti.ami, "1001")  # the callback conversation ends
+            # No callback left in line: the queue gives 1001 to that caller.
+            await wait_for(lambda: not billing.callers, timeout=20)
+            await wait_for(lambda: cti.state.agents["1001"].state == "busy", timeout=10)
+            await hang_up_agent(cti.ami, "1001")
+            await phones_done(agent, phone)  # three calls for 1001, one for the caller
+        finally:
+            local = "/^Local\\/billing@hotline-queue-.*$/"
+            await cti.ami.action({"Action": "Hangup", "Channel": local})
+            for task in callers:
+                task.cancel()
+            await hang_up_agent(cti.ami, "1001")
+            await agent.stop()
+            await phone.stop()
 
 
 def _serve_env(live_server: Services, prefix: str) -> dict[str, str]:
