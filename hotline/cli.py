@@ -645,7 +645,8 @@ def cmd_asr_test(cfg: Config, args: argparse.Namespace) -> int:
 async def _asr_report(
     cfg: Config, pcm: Path, lang: str, phrases: list[str] | None, options: dict[str, list[str]]
 ) -> int:
-    from ivr.speech import SpeechUnavailable, match_option
+    from ivr.audiosocket import StreamingListener
+    from ivr.speech import MenuGrammar, SpeechUnavailable
 
     speech = _speech(cfg)
     try:
@@ -658,11 +659,24 @@ async def _asr_report(
     print(f"heard:      {heard.text!r} (confidence {heard.confidence})")
     print(f"grammar:    {phrases if phrases else 'none (free form)'}")
     if options:
-        key = match_option(heard.text, options)
+        it = MenuGrammar(options).interpret(heard.text.split())
+        shares = [
+            f"option {k}: " + ("whole phrase" if v >= 2 else f"{v:.0%} of its own words")
+            for k, v in sorted(it.scores.items(), key=lambda kv: -kv[1])
+        ]
+        print(f"words:      {'; '.join(shares) or 'none of any option'}")
+        key = it.option
         verdict = f"option {key} ({', '.join(options[key])})" if key else "no match"
         if key and heard.confidence < cfg.speech.min_confidence:
             verdict += f", but below min_confidence {cfg.speech.min_confidence}: no match"
         print(f"would pick: {verdict}")
+        # How long a streaming listener waits after the caller stops (see docs/flows.md).
+        pause, why = (
+            (StreamingListener.EARLY_S, "the words name an option whole")
+            if it.complete
+            else (StreamingListener.HANGOVER_S, "no option named whole")
+        )
+        print(f"streaming:  ends {pause:.2f} s after the caller stops ({why})")
     return 0
 
 

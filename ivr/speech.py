@@ -17,7 +17,7 @@ import unicodedata
 import wave
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -182,6 +182,9 @@ class Interpretation:
 
     option: str | None  # the option key the words choose, None if none or several
     complete: bool  # the words name an option whole: more speech is not needed to decide
+    # Per option the words touch: 2.0 = a phrase heard whole and in order, else
+    # the share (0..1] of its phrase's own words heard (for `hotline asr test`).
+    scores: dict[str, float] = field(default_factory=dict)
 
 
 class MenuGrammar:
@@ -251,10 +254,10 @@ class MenuGrammar:
             if best > 0:
                 scores[key] = best
         if not scores:
-            return Interpretation(None, False)
+            return Interpretation(None, False, scores)
         top = max(scores.values())
         leaders = [key for key, score in scores.items() if score == top]
-        return Interpretation(leaders[0] if len(leaders) == 1 else None, top >= 1.0)
+        return Interpretation(leaders[0] if len(leaders) == 1 else None, top >= 1.0, scores)
 
 
 def _find_word(model: Any) -> Callable[[str], int]:

@@ -166,6 +166,10 @@ def test_asr_test_tool_names_the_option(tmp_path, repo):
     assert r.returncode == 0, r.stderr
     assert "heard:      '상담원 연결'" in r.stdout
     assert "would pick: option 0 (상담원 연결)" in r.stdout
+    assert "words:      option 0: whole phrase" in r.stdout
+    assert "streaming:  ends 0.15 s after the caller stops (the words name an option whole)" in (
+        r.stdout
+    )
 
 
 def test_wrong_model_path_is_named_by_check_config(tmp_path, repo):
