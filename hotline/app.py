@@ -222,6 +222,8 @@ async def serve(cfg: Config, role: str = "all", ready: asyncio.Event | None = No
                 asr_asterisk=cfg.paths.asr_asterisk,
                 min_confidence=cfg.speech.min_confidence,
                 speech_mode=cfg.speech.mode,
+                complete_timeout_s=cfg.speech.complete_timeout_s,
+                incomplete_timeout_s=cfg.speech.incomplete_timeout_s,
                 audiosocket=audiosocket,
             )
             if callbacks is not None:

@@ -645,7 +645,6 @@ def cmd_asr_test(cfg: Config, args: argparse.Namespace) -> int:
 async def _asr_report(
     cfg: Config, pcm: Path, lang: str, phrases: list[str] | None, options: dict[str, list[str]]
 ) -> int:
-    from ivr.audiosocket import StreamingListener
     from ivr.speech import MenuGrammar, SpeechUnavailable
 
     speech = _speech(cfg)
@@ -672,9 +671,9 @@ async def _asr_report(
         print(f"would pick: {verdict}")
         # How long a streaming listener waits after the caller stops (see docs/flows.md).
         pause, why = (
-            (StreamingListener.EARLY_S, "the words name an option whole")
+            (cfg.speech.complete_timeout_s, "the words name an option whole")
             if it.complete
-            else (StreamingListener.HANGOVER_S, "no option named whole")
+            else (cfg.speech.incomplete_timeout_s, "no option named whole")
         )
         print(f"streaming:  ends {pause:.2f} s after the caller stops ({why})")
     return 0

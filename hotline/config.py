@@ -17,7 +17,15 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 ENV_PREFIX = "HOTLINE_"
 DEFAULT_CONFIG = "hotline.toml"
@@ -151,6 +159,21 @@ class SpeechConfig(_Section):
     mode: Literal["record", "stream"] = "stream"
     audiosocket_host: str = "127.0.0.1"
     audiosocket_port: Port = 4574
+    # Streaming: how long the caller must be quiet before their utterance is
+    # over (VoiceXML's completetimeout and incompletetimeout): the short pause
+    # once their words name a menu option whole, the long one otherwise.  A
+    # shorter long pause answers sooner but cuts off callers who pause at a comma.
+    complete_timeout_s: float = Field(default=0.15, ge=0.05, le=5)
+    incomplete_timeout_s: float = Field(default=0.4, ge=0.1, le=5)
+
+    @model_validator(mode="after")
+    def _short_pause_is_shorter(self) -> SpeechConfig:
+        if self.complete_timeout_s > self.incomplete_timeout_s:
+            raise ValueError(
+                f"complete_timeout_s ({self.complete_timeout_s}) must not be longer than "
+                f"incomplete_timeout_s ({self.incomplete_timeout_s})"
+            )
+        return self
 
 
 class DeflectionConfig(_Section):

@@ -155,8 +155,18 @@ class StreamingListener:
     RECHECK_S = 0.04  # during the pause, look again at the words every this much audio
 
     def __init__(
-        self, model: Any, grammar: MenuGrammar | None, keys: str, run: Callable[..., Any]
+        self,
+        model: Any,
+        grammar: MenuGrammar | None,
+        keys: str,
+        run: Callable[..., Any],
+        *,
+        complete_timeout_s: float | None = None,
+        incomplete_timeout_s: float | None = None,
     ) -> None:
+        # [speech] complete_timeout_s / incomplete_timeout_s; the class defaults otherwise.
+        self.early_s = self.EARLY_S if complete_timeout_s is None else complete_timeout_s
+        self.hangover_s = self.HANGOVER_S if incomplete_timeout_s is None else incomplete_timeout_s
         self._model = model
         self._grammar = grammar
         self._keys = keys
@@ -209,7 +219,7 @@ class StreamingListener:
                 quiet = time.monotonic() - heard.last_voice
                 if (
                     self._grammar is not None
-                    and quiet >= self.EARLY_S
+                    and quiet >= self.early_s
                     and (
                         early_voice != heard.last_voice
                         or len(heard.audio) - early_fed >= int(self.RECHECK_S * 16000)
@@ -227,7 +237,7 @@ class StreamingListener:
                     if voice_at == heard.last_voice and self._grammar.interpret(so_far).complete:
                         result.speech_end = time.monotonic()
                         break
-                if heard.voice and time.monotonic() - heard.last_voice >= self.HANGOVER_S:
+                if heard.voice and time.monotonic() - heard.last_voice >= self.hangover_s:
                     # End of speech: finish decoding what is left; that is all the delay.
                     result.speech_end = time.monotonic()
                     break

@@ -37,6 +37,10 @@ def test_demo_config_is_valid(repo: Path, asterisk: None):
         ("[agii]\nport = 1\n", "agii: unknown key"),
         ("[server]\nlog_level = 'LOUD'\n", "server.log_level: Input should be"),
         ("[agi\n", "not valid TOML"),
+        (
+            "[speech]\ncomplete_timeout_s = 0.5\nincomplete_timeout_s = 0.3\n",
+            "complete_timeout_s (0.5) must not be longer than incomplete_timeout_s (0.3)",
+        ),
     ],
 )
 def test_bad_config_names_the_key(tmp_path: Path, text: str, message: str):

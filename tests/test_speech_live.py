@@ -7,8 +7,10 @@ grammar built from the menu's phrases.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
+import time
 import wave
 from pathlib import Path
 
@@ -248,6 +250,74 @@ async def test_listen_without_model_is_skipped_not_an_error(services):
     finally:
         await srv.stop()
     assert call.variables["HOTLINE_QUEUE"] == "support"
+
+
+async def _quiet_before_the_end(model: object, speech_pcm: bytes, **pauses: float) -> float:
+    """Play a caller into a StreamingListener over a real socket (20 ms frames, on
+    the clock) and return how long after their last loud frame it decided they
+    had finished."""
+    from ivr.audiosocket import (
+        FRAME_BYTES,
+        KIND_AUDIO,
+        KIND_UUID,
+        AudioSocketServer,
+        StreamingListener,
+        frame,
+        rms,
+    )
+
+    server = AudioSocketServer("127.0.0.1", 0)
+    await server.start()
+    speech = SpeechRecognizer({})
+    key, connected = server.expect()
+    line = b"\0" * 4800 + speech_pcm + b"\0" * 32000  # 0.3 s, the words, 2 s quiet
+    frames = [line[i : i + FRAME_BYTES].ljust(FRAME_BYTES, b"\0") for i in range(0, len(line), 320)]
+    last_loud = 0.0
+
+    async def caller() -> None:
+        nonlocal last_loud
+        _, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(frame(KIND_UUID, key.bytes))
+        start = time.monotonic()
+        for n, f in enumerate(frames):
+            await asyncio.sleep(max(0.0, start + n * 0.02 - time.monotonic()))
+            writer.write(frame(KIND_AUDIO, f))
+            if rms(f) > StreamingListener.SPEECH_RMS:
+                last_loud = time.monotonic()
+        writer.close()
+
+    peer = asyncio.create_task(caller())
+    reader, writer = await connected
+    from ivr.speech import MenuGrammar
+
+    listener = StreamingListener(model, MenuGrammar(DEMO_MENU), "", speech.run, **pauses)
+    result = await listener.listen(reader, writer, b"", timeout_s=5)
+    peer.cancel()
+    await server.stop()
+    speech.close()
+    assert result.speech_end is not None
+    return result.speech_end - last_loud
+
+
+async def test_streaming_end_of_speech_pause_is_the_configured_one(tmp_path):
+    path = installed_model("ko")
+    assert path is not None
+    loader = SpeechRecognizer({"ko": path})
+    model = await loader.model("ko")
+    loader.close()
+    wav, _ = korean_speech(tmp_path, "안녕하세요")
+    pcm = tmp_path / "pcm.wav"
+    subprocess.run(["sox", str(wav), "-e", "signed-integer", "-b", "16", str(pcm)], check=True)
+    with wave.open(str(pcm)) as w:
+        said = w.readframes(w.getnframes())
+    # Both pauses set alike: whether or not the words name an option, that pause
+    # ends the utterance ([speech] complete_timeout_s / incomplete_timeout_s).
+    short, long = [
+        await _quiet_before_the_end(model, said, complete_timeout_s=t, incomplete_timeout_s=t)
+        for t in (0.25, 0.8)
+    ]
+    assert 0.25 <= short < 0.4, short
+    assert 0.8 <= long < 0.95, long
 
 
 def test_audiosocket_frames_split_anywhere():

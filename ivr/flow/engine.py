@@ -64,6 +64,9 @@ class Services:
     # "record": RECORD FILE then recognise; "stream": AudioSocket, recognised live.
     speech_mode: str = "record"
     audiosocket: AudioSocketServer | None = None
+    # Streaming: quiet that ends an utterance naming an option whole / otherwise.
+    complete_timeout_s: float = StreamingListener.EARLY_S
+    incomplete_timeout_s: float = StreamingListener.HANGOVER_S
     # Deflection (docs/deflection.md).  All optional: without an estimate the
     # flow queues the caller as if the wait were short.
     wait_estimate: Callable[[str], WaitEstimate | None] | None = None
@@ -548,9 +551,15 @@ class CallSession:
             await app
             return await self._listen_after_prompt(node, keys)
         grammar = MenuGrammar(self._options_in_language(node))
-        result = await StreamingListener(model, grammar, keys, speech.run).listen(
-            reader, writer, pcm, node.timeout_s
+        listener = StreamingListener(
+            model,
+            grammar,
+            keys,
+            speech.run,
+            complete_timeout_s=self.services.complete_timeout_s,
+            incomplete_timeout_s=self.services.incomplete_timeout_s,
         )
+        result = await listener.listen(reader, writer, pcm, node.timeout_s)
         await app  # returns once the socket is closed (raises AgiHangup if they hung up)
         if result.digit:
             return result.digit, None
