@@ -34,6 +34,17 @@ def korean_speech(tmp: Path, text: str) -> tuple[Path, int]:
     return out, ms
 
 
+async def korean_model() -> object:
+    """The installed Korean Vosk model, loaded as the server loads it."""
+    path = installed_model("ko")
+    assert path is not None
+    speech = SpeechRecognizer({"ko": path})
+    try:
+        return await speech.model("ko")
+    finally:
+        speech.close()
+
+
 async def finished(services: Services, caller: str) -> Interaction | None:
     async def done() -> Interaction | None:
         calls = await services.interactions.recent(limit=5, caller=caller)
@@ -60,11 +71,7 @@ async def test_grammar_asks_for_unk_only_of_a_model_that_has_it(capfd):
 
     from ivr.speech import grammar_json
 
-    path = installed_model("ko")
-    assert path is not None
-    speech = SpeechRecognizer({"ko": path})
-    model = await speech.model("ko")
-    speech.close()
+    model = await korean_model()
     capfd.readouterr()
     grammar = grammar_json(model, ["요금 문의", "상담원 연결"])
     assert json.loads(grammar) == ["상담원 연결", "요금 문의"]  # the Korean model has no [unk]
@@ -300,11 +307,7 @@ async def _quiet_before_the_end(model: object, speech_pcm: bytes, **pauses: floa
 
 
 async def test_streaming_end_of_speech_pause_is_the_configured_one(tmp_path):
-    path = installed_model("ko")
-    assert path is not None
-    loader = SpeechRecognizer({"ko": path})
-    model = await loader.model("ko")
-    loader.close()
+    model = await korean_model()
     wav, _ = korean_speech(tmp_path, "안녕하세요")
     pcm = tmp_path / "pcm.wav"
     subprocess.run(["sox", str(wav), "-e", "signed-integer", "-b", "16", str(pcm)], check=True)
