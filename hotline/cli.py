@@ -8,11 +8,14 @@ import json
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hotline import __version__
 from hotline.config import DEFAULT_CONFIG, Config, ConfigError, load_config
 from hotline.logs import setup_logging
+
+if TYPE_CHECKING:
+    from ivr.flow.model import Menu
 
 Handler = Callable[[Config, argparse.Namespace], int]
 
@@ -78,15 +81,14 @@ async def _check_menu_words(cfg: Config, flows: dict[str, Any]) -> int:
     phrase must be one the model knows (Vosk drops the others silently), and a
     phrase with no word of its own is pointed out (it counts only said whole)."""
     from ivr.flow.model import Menu
-    from ivr.speech import MenuGrammar, SpeechUnavailable, unknown_words
+    from ivr.speech import SpeechUnavailable
 
     speech = _speech(cfg)
     errors = 0
     try:
         for flow in flows.values():
-            for node in flow.nodes.values():
-                if not isinstance(node, Menu) or not node.speech:
-                    continue
+            menus = [n for n in flow.nodes.values() if isinstance(n, Menu) and n.speech]
+            for node in menus:
                 for lang in sorted({lang for o in node.options for lang in o.phrases}):
                     if not speech.available(lang):
                         continue  # DTMF only for this language; `hotline models list`
@@ -95,30 +97,36 @@ async def _check_menu_words(cfg: Config, flows: dict[str, Any]) -> int:
                     except SpeechUnavailable as e:
                         print(f"{cfg.source}: {e}", file=sys.stderr)
                         return 1
-                    for o in node.options:
-                        for phrase in o.phrases.get(lang, ()):
-                            for word in unknown_words(model, phrase):
-                                errors += 1
-                                print(
-                                    f"{flow.file}:{o.line}: node {node.id!r}: option {o.key}: "
-                                    f"{lang} phrase {phrase!r}: {word!r} is not a word of the "
-                                    f"{lang} model ({speech.paths[lang]}); Vosk would leave it "
-                                    "out, so the phrase could never be heard whole",
-                                    file=sys.stderr,
-                                )
-                    grammar = MenuGrammar(
-                        {o.key: list(o.phrases.get(lang, ())) for o in node.options}
-                    )
-                    for key, phrase in grammar.without_own_words():
-                        print(
-                            f"{flow.file}: node {node.id!r}: option {key}: {lang} phrase "
-                            f"{phrase!r} has no word the other options do not use: it is "
-                            "chosen only when heard whole and in order (warning)",
-                            file=sys.stderr,
-                        )
+                    errors += _report_menu_words(flow.file, node, lang, model, speech.paths[lang])
     finally:
         speech.close()
     return 1 if errors else 0
+
+
+def _report_menu_words(file: str, node: Menu, lang: str, model: Any, model_path: Path) -> int:
+    """Print what is wrong with one speech menu's ``lang`` phrases; returns the errors."""
+    from ivr.speech import MenuGrammar, unknown_words
+
+    errors = 0
+    for o in node.options:
+        for phrase in o.phrases.get(lang, ()):
+            for word in unknown_words(model, phrase):
+                errors += 1
+                print(
+                    f"{file}:{o.line}: node {node.id!r}: option {o.key}: {lang} phrase "
+                    f"{phrase!r}: {word!r} is not a word of the {lang} model ({model_path}); "
+                    "Vosk would leave it out, so the phrase could never be heard whole",
+                    file=sys.stderr,
+                )
+    grammar = MenuGrammar({o.key: list(o.phrases.get(lang, ())) for o in node.options})
+    for key, phrase in grammar.without_own_words():
+        print(
+            f"{file}: node {node.id!r}: option {key}: {lang} phrase {phrase!r} has no word "
+            "the other options do not use: it is chosen only when heard whole and in order "
+            "(warning)",
+            file=sys.stderr,
+        )
+    return errors
 
 
 def cmd_serve(cfg: Config, args: argparse.Namespace) -> int:

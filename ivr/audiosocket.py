@@ -161,12 +161,12 @@ class StreamingListener:
         keys: str,
         run: Callable[..., Any],
         *,
-        complete_timeout_s: float | None = None,
-        incomplete_timeout_s: float | None = None,
+        complete_timeout_s: float = EARLY_S,
+        incomplete_timeout_s: float = HANGOVER_S,
     ) -> None:
-        # [speech] complete_timeout_s / incomplete_timeout_s; the class defaults otherwise.
-        self.early_s = self.EARLY_S if complete_timeout_s is None else complete_timeout_s
-        self.hangover_s = self.HANGOVER_S if incomplete_timeout_s is None else incomplete_timeout_s
+        # [speech] complete_timeout_s / incomplete_timeout_s
+        self.early_s = complete_timeout_s
+        self.hangover_s = incomplete_timeout_s
         self._model = model
         self._grammar = grammar
         self._keys = keys
@@ -230,11 +230,11 @@ class StreamingListener:
                     # again as more of the pause is decoded: the decoder's best
                     # guess for the last word often settles only 200-300 ms after
                     # it was said.
-                    voice_at = early_voice = heard.last_voice
+                    early_voice = heard.last_voice
                     fed = early_fed = await self._catch_up(rec, heard, fed, segments, result)
                     partial = json.loads(await self._run(rec.PartialResult)).get("partial", "")
                     so_far = " ".join([*(w["word"] for w in segments), partial]).split()
-                    if voice_at == heard.last_voice and self._grammar.interpret(so_far).complete:
+                    if early_voice == heard.last_voice and self._grammar.interpret(so_far).complete:
                         result.speech_end = time.monotonic()
                         break
                 if heard.voice and time.monotonic() - heard.last_voice >= self.hangover_s:

@@ -31,7 +31,13 @@ from ivr.agi import DIGITS, AgiChannel, AgiCommandFailed, AgiError, AgiHangup
 from ivr.audiosocket import AudioSocketServer, StreamingListener, read_pcm
 from ivr.flow import model as m
 from ivr.prompts import PromptCache
-from ivr.speech import MenuGrammar, Recognition, SpeechRecognizer, SpeechUnavailable
+from ivr.speech import (
+    MenuGrammar,
+    Recognition,
+    SpeechRecognizer,
+    SpeechUnavailable,
+    match_option,
+)
 
 log = logging.getLogger("hotline.ivr")
 
@@ -592,7 +598,7 @@ class CallSession:
         return {o.key: list(o.phrases.get(self.language, ())) for o in node.options}
 
     def _understood(self, node: m.Menu, heard: Recognition, step: dict[str, Any]) -> str | None:
-        key = MenuGrammar(self._options_in_language(node)).interpret(heard.text.split()).option
+        key = match_option(heard.text, self._options_in_language(node))
         confident = heard.confidence >= self.services.min_confidence
         self.interaction.transcripts.append(
             {
