@@ -45,7 +45,7 @@ prompts: install
 	$(BIN)/hotline prompts build
 
 demo: install asterisk-up
-	$(BIN)/python -m hotline.demo
+	$(BIN)/python -m harness.demo
 
 # Stop what `make demo` left running: hotline serve, then Asterisk.
 demo-stop:

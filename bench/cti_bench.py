@@ -38,9 +38,9 @@ from cti.ami import AmiClient, parse_message, split_messages  # noqa: E402
 from cti.mqtt import MqttPublisher  # noqa: E402
 from cti.service import CtiService  # noqa: E402
 from cti.state import CallCenter  # noqa: E402
-from hotline.customers import CustomerDirectory  # noqa: E402
-from hotline.db import Database  # noqa: E402
-from hotline.interactions import InteractionStore  # noqa: E402
+from hotline.records.customers import CustomerDirectory  # noqa: E402
+from hotline.records.interactions import InteractionStore  # noqa: E402
+from hotline.storage.db import Database  # noqa: E402
 from tests.conftest import Inbox, subscribe  # noqa: E402
 
 TRANSCRIPT = REPO / "tests" / "data" / "ami" / "queue_calls.ami"
@@ -68,8 +68,8 @@ async def make_cti(
 
 
 async def bench_pop(callers: int = 50, hold_s: int = 40) -> dict[str, object]:
+    from harness.sipp import Agent, Keys, Pause, run_caller
     from hotline.config import load_config
-    from hotline.sipp import Agent, Keys, Pause, run_caller
     from ivr.flow.engine import CallRouter, Services
     from ivr.flow.loader import load_flows
     from ivr.prompts import PromptCache

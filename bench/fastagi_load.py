@@ -123,8 +123,8 @@ def raise_fd_limit() -> int:
 
 def prepare_db(path: Path) -> None:
     """A migrated database with the demo customers (copied for every run)."""
-    from hotline.customers import CustomerDirectory
-    from hotline.db import Database
+    from hotline.records.customers import CustomerDirectory
+    from hotline.storage.db import Database
 
     async def go() -> None:
         db = Database(f"sqlite+aiosqlite:///{path}")
@@ -174,10 +174,10 @@ def serve(
     Prints ``READY <port>`` when listening; stops when stdin closes.
     """
     from hotline.config import load_config
-    from hotline.customers import CustomerDirectory
-    from hotline.db import Database
-    from hotline.interactions import InteractionStore
     from hotline.logs import setup_logging
+    from hotline.records.customers import CustomerDirectory
+    from hotline.records.interactions import InteractionStore
+    from hotline.storage.db import Database
     from ivr.agi import AgiChannel, AgiReply
     from ivr.flow.engine import CallRouter, Services
     from ivr.flow.loader import load_flows
@@ -1174,7 +1174,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     server_args = ["--log-level", args.log_level]
     server_args += ["--server-loop", args.server_loop]
     if args.postgresql:
-        from hotline.db import create_postgres_database, postgres_url
+        sys.path.insert(0, str(REPO))
+        from harness.postgres import create_postgres_database, postgres_url
 
         name = await create_postgres_database(args.postgresql, "hotline_bench")
         log(f"PostgreSQL database {name} (left in place; drop it when done)")

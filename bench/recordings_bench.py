@@ -77,15 +77,11 @@ from benchstats import pct
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from hotline.audit import AuditLog  # noqa: E402
-from hotline.db import (  # noqa: E402
-    Database,
-    create_postgres_database,
-    drop_postgres_database,
-    postgres_url,
-)
-from hotline.recordings import CallFacts, RecordingStore  # noqa: E402
-from hotline.users import Actor  # noqa: E402
+from harness.postgres import create_postgres_database, drop_postgres_database, postgres_url  # noqa: E402
+from hotline.recordings.store import CallFacts, RecordingStore  # noqa: E402
+from hotline.records.audit import AuditLog  # noqa: E402
+from hotline.records.users import Actor  # noqa: E402
+from hotline.storage.db import Database  # noqa: E402
 
 PG_ADMIN = os.environ.get("HOTLINE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 CAROL = Actor("carol", frozenset({"compliance"}))

@@ -18,16 +18,16 @@ from cti.callbacks import CallbackDispatcher, CallbackPolicy
 from cti.mqtt import MqttPublisher
 from cti.service import CtiService
 from cti.state import Call
-from hotline.audit import AuditLog
-from hotline.callbacks import CallbackStore
 from hotline.config import Config, ConfigError
-from hotline.customers import CustomerDirectory
-from hotline.db import Database
-from hotline.http_api import build_app, start_api
-from hotline.interactions import InteractionStore
-from hotline.notify import Notifier, build_notifier, close_notifier
-from hotline.recordings import CallFacts, RecordingError, RecordingStore
-from hotline.users import Users
+from hotline.deflection.callbacks import CallbackStore
+from hotline.deflection.notify import Notifier, build_notifier, close_notifier
+from hotline.recordings.http import build_app, start_api
+from hotline.recordings.store import CallFacts, RecordingError, RecordingStore
+from hotline.records.audit import AuditLog
+from hotline.records.customers import CustomerDirectory
+from hotline.records.interactions import InteractionStore
+from hotline.records.users import Users
+from hotline.storage.db import Database
 from ivr.audiosocket import AudioSocketServer
 from ivr.flow.engine import CallRouter, Services
 from ivr.flow.loader import load_flows

@@ -194,7 +194,7 @@ def cmd_prompts_build(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def _with_db(fn: Callable[[Any], Awaitable[int]], cfg: Config) -> int:
-    from hotline.db import Database
+    from hotline.storage.db import Database
 
     async def go() -> int:
         db = Database(cfg.database_url())
@@ -216,7 +216,7 @@ def cmd_db_upgrade(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_customers_import(cfg: Config, args: argparse.Namespace) -> int:
-    from hotline.customers import CustomerDirectory, CustomerImportError
+    from hotline.records.customers import CustomerDirectory, CustomerImportError
 
     async def go(db: Any) -> int:
         try:
@@ -231,7 +231,7 @@ def cmd_customers_import(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_customers_list(cfg: Config, args: argparse.Namespace) -> int:
-    from hotline.customers import CustomerDirectory
+    from hotline.records.customers import CustomerDirectory
 
     async def go(db: Any) -> int:
         customers = await CustomerDirectory(db).list()
@@ -249,7 +249,7 @@ def cmd_customers_list(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_calls_show(cfg: Config, args: argparse.Namespace) -> int:
-    from hotline.interactions import InteractionStore
+    from hotline.records.interactions import InteractionStore
 
     async def go(db: Any) -> int:
         it = await InteractionStore(db).get(args.call_id)
@@ -295,7 +295,7 @@ def cmd_calls_show(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_calls_list(cfg: Config, args: argparse.Namespace) -> int:
-    from hotline.interactions import InteractionStore
+    from hotline.records.interactions import InteractionStore
 
     async def go(db: Any) -> int:
         for it in await InteractionStore(db).recent(args.limit):
@@ -309,7 +309,7 @@ def cmd_calls_list(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_callbacks_list(cfg: Config, args: argparse.Namespace) -> int:
-    from hotline.callbacks import CallbackStore
+    from hotline.deflection.callbacks import CallbackStore
 
     async def go(db: Any) -> int:
         callbacks = await CallbackStore(db).list(args.status, args.limit)
@@ -329,8 +329,8 @@ def cmd_callbacks_list(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_callbacks_cancel(cfg: Config, args: argparse.Namespace) -> int:
-    from hotline.callbacks import CallbackStore
-    from hotline.users import host_operator
+    from hotline.deflection.callbacks import CallbackStore
+    from hotline.records.users import host_operator
 
     async def go(db: Any) -> int:
         done = await CallbackStore(db).cancel(args.id, f"cancelled by {host_operator().label}")
@@ -361,7 +361,7 @@ def cmd_mqtt_users(cfg: Config, args: argparse.Namespace) -> int:
 
 
 async def _actor(db: Any, as_user: str | None) -> Any:
-    from hotline.users import Users, host_operator
+    from hotline.records.users import Users, host_operator
 
     if as_user is None:
         return host_operator()
@@ -373,7 +373,7 @@ async def _actor(db: Any, as_user: str | None) -> Any:
 
 def _recording_store(cfg: Config, db: Any) -> Any:
     from hotline.app import build_recordings
-    from hotline.interactions import InteractionStore
+    from hotline.records.interactions import InteractionStore
 
     return build_recordings(cfg, db, InteractionStore(db))
 
@@ -388,7 +388,7 @@ def _parse_when(text: str | None) -> Any:
 
 
 def cmd_recordings_search(cfg: Config, args: argparse.Namespace) -> int:
-    from hotline.users import AccessDenied
+    from hotline.records.users import AccessDenied
 
     async def go(db: Any) -> int:
         store = _recording_store(cfg, db)
@@ -421,8 +421,8 @@ def cmd_recordings_search(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_recordings_get(cfg: Config, args: argparse.Namespace) -> int:
-    from hotline.recordings import RecordingError
-    from hotline.users import AccessDenied
+    from hotline.recordings.store import RecordingError
+    from hotline.records.users import AccessDenied
 
     async def go(db: Any) -> int:
         store = _recording_store(cfg, db)
@@ -477,8 +477,8 @@ def cmd_recordings_verify(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_recordings_hold(cfg: Config, args: argparse.Namespace) -> int:
-    from hotline.recordings import RecordingError
-    from hotline.users import AccessDenied
+    from hotline.recordings.store import RecordingError
+    from hotline.records.users import AccessDenied
 
     async def go(db: Any) -> int:
         try:
@@ -495,7 +495,7 @@ def cmd_recordings_hold(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_recordings_purge(cfg: Config, args: argparse.Namespace) -> int:
-    from hotline.users import AccessDenied
+    from hotline.records.users import AccessDenied
 
     async def go(db: Any) -> int:
         try:
@@ -512,7 +512,7 @@ def cmd_recordings_purge(cfg: Config, args: argparse.Namespace) -> int:
 def cmd_users_add(cfg: Config, args: argparse.Namespace) -> int:
     import secrets
 
-    from hotline.users import Users
+    from hotline.records.users import Users
 
     async def go(db: Any) -> int:
         password = (
@@ -523,8 +523,8 @@ def cmd_users_add(cfg: Config, args: argparse.Namespace) -> int:
         except ValueError as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
-        from hotline.audit import AuditLog
-        from hotline.users import host_operator
+        from hotline.records.audit import AuditLog
+        from hotline.records.users import host_operator
 
         await AuditLog(db).record(
             host_operator().label, "user_add", args.name, "ok", {"role": args.role}
@@ -538,7 +538,7 @@ def cmd_users_add(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_audit_show(cfg: Config, args: argparse.Namespace) -> int:
-    from hotline.audit import AuditLog
+    from hotline.records.audit import AuditLog
 
     async def go(db: Any) -> int:
         for e in reversed(await AuditLog(db).entries(args.limit)):

@@ -13,15 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from harness.postgres import create_postgres_database, drop_postgres_database, postgres_url
 from hotline.config import Config, load_config
-from hotline.customers import CustomerDirectory
-from hotline.db import (
-    Database,
-    create_postgres_database,
-    drop_postgres_database,
-    postgres_url,
-)
-from hotline.interactions import Interaction, InteractionStore
+from hotline.records.customers import CustomerDirectory
+from hotline.records.interactions import Interaction, InteractionStore
+from hotline.storage.db import Database
 from ivr.flow.engine import Services
 from ivr.flow.loader import load_flows
 from ivr.prompts import PromptCache
@@ -243,8 +239,8 @@ async def cti_live(live_server: Services) -> AsyncIterator[tuple[object, Inbox, 
     # As in `hotline serve`: each finished call's recordings go to the store
     # (a private one; the spool is the real one MixMonitor writes to).
     from hotline.app import ingest_when_finished
-    from hotline.audit import AuditLog
-    from hotline.recordings import RecordingStore
+    from hotline.recordings.store import RecordingStore
+    from hotline.records.audit import AuditLog
 
     store_dir = REPO / ".run" / f"test-store-{prefix}"
     db = live_server.interactions._db

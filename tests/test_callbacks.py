@@ -17,8 +17,8 @@ import pytest
 
 from cti.callbacks import CallbackDispatcher, CallbackPolicy
 from cti.state import CallCenter
-from hotline.callbacks import CallbackStore, InvalidNumber, dialable
-from hotline.db import Database
+from hotline.deflection.callbacks import CallbackStore, InvalidNumber, dialable
+from hotline.storage.db import Database
 
 
 def test_only_plain_numbers_are_dialable() -> None:

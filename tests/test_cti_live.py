@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from hotline.sipp import Agent, Keys, Pause, run_caller
+from harness.sipp import Agent, Keys, Pause, run_caller
 from tests.conftest import REPO, wait_for
 
 pytestmark = pytest.mark.asterisk
@@ -157,7 +157,7 @@ async def test_answered_call_is_recorded_and_stored_within_10s(cti_live, tmp_pat
     import subprocess as sp
     import time
 
-    from hotline.users import Actor
+    from hotline.records.users import Actor
 
     cti, inbox, _prefix = cti_live
     store = cti.recordings

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from hotline.callbacks import CallbackStore
+from hotline.deflection.callbacks import CallbackStore
+from hotline.deflection.notify import FileNotifier, WebhookNotifier
 from hotline.erlang_c import WaitEstimate
-from hotline.interactions import Interaction
-from hotline.notify import FileNotifier, WebhookNotifier
+from hotline.records.interactions import Interaction
 from ivr.flow.engine import CallRouter, Services
 from ivr.server import FastAgiServer
 from tests.conftest import finished_record

@@ -24,9 +24,9 @@ from typing import Any
 import pytest
 
 from cti.callbacks import CallbackDispatcher, CallbackPolicy
-from hotline.callbacks import Callback, CallbackStore
-from hotline.notify import FileNotifier
-from hotline.sipp import Agent, Keys, Pause, run_caller
+from harness.sipp import Agent, Keys, Pause, run_caller
+from hotline.deflection.callbacks import Callback, CallbackStore
+from hotline.deflection.notify import FileNotifier
 from ivr.flow.engine import Services
 from tests.conftest import REPO, wait_for
 

@@ -11,8 +11,8 @@ import subprocess
 
 import pytest
 
-from hotline.interactions import Interaction
-from hotline.sipp import Agent, Dtmf, Keys, Pause, run_caller
+from harness.sipp import Agent, Dtmf, Keys, Pause, run_caller
+from hotline.records.interactions import Interaction
 from ivr.flow.engine import Services
 from tests.conftest import REPO, wait_for
 from tests.test_server_robustness import BAD_CLIENTS, send_garbage

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from hotline.interactions import Interaction
+from hotline.records.interactions import Interaction
 from ivr.flow.engine import CallRouter, Services, expiry_ok, luhn_ok, mask
 from ivr.server import FastAgiServer
 from tests.conftest import finished_record

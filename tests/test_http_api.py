@@ -10,11 +10,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from hotline.audit import AuditLog
-from hotline.db import Database
-from hotline.http_api import build_app, start_api
-from hotline.recordings import CallFacts, RecordingStore
-from hotline.users import Users
+from hotline.recordings.http import build_app, start_api
+from hotline.recordings.store import CallFacts, RecordingStore
+from hotline.records.audit import AuditLog
+from hotline.records.users import Users
+from hotline.storage.db import Database
 from tests.test_recordings import make_wav
 
 

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from hotline.db import Database
-from hotline.interactions import Interaction, InteractionStore
+from hotline.records.interactions import Interaction, InteractionStore
+from hotline.storage.db import Database
 
 
 def _call(n: int) -> Interaction:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from hotline.db import Database
-from hotline.tables import Base
+from hotline.storage.db import Database
+from hotline.storage.tables import Base
 
 
 async def test_migrations_match_models(db: Database):
@@ -29,8 +29,8 @@ async def test_upgrading_cancels_duplicate_open_callbacks_keeping_the_earliest(d
     from alembic.config import Config as AlembicConfig
     from sqlalchemy import select
 
-    from hotline.db import MIGRATIONS
-    from hotline.tables import CallbackRow
+    from hotline.storage.db import MIGRATIONS
+    from hotline.storage.tables import CallbackRow
 
     def to(revision: str):  # type: ignore[no-untyped-def]
         def run(connection):  # type: ignore[no-untyped-def]

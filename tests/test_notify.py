@@ -18,7 +18,7 @@ import pytest
 from aiohttp import web
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from hotline.notify import (
+from hotline.deflection.notify import (
     FileNotifier,
     LinkMessage,
     Notifier,

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from hotline.customers import _BY_PHONE, CustomerDirectory
-from hotline.db import Database
-from hotline.point_reads import PointReader, PointReadError
+from hotline.records.customers import _BY_PHONE, CustomerDirectory
+from hotline.storage.db import Database
+from hotline.storage.point_reads import PointReader, PointReadError
 
 CUSTOMERS = Path(__file__).resolve().parent.parent / "dialplans" / "data" / "customers.csv"
 

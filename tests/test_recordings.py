@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
-from hotline.audit import AuditLog
-from hotline.db import Database
-from hotline.recordings import CallFacts, RecordingError, RecordingStore
-from hotline.tables import AuditRow, RecordingRow
-from hotline.users import AccessDenied, Actor, Users
+from hotline.recordings.store import CallFacts, RecordingError, RecordingStore
+from hotline.records.audit import AuditLog
+from hotline.records.users import AccessDenied, Actor, Users
+from hotline.storage.db import Database
+from hotline.storage.tables import AuditRow, RecordingRow
 from tests.conftest import REPO
 
 COMPLIANCE = Actor("carol", frozenset({"compliance"}))

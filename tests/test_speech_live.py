@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from hotline.interactions import Interaction
-from hotline.sipp import Audio, Keys, Pause, run_caller
+from harness.sipp import Audio, Keys, Pause, run_caller
+from hotline.records.interactions import Interaction
 from ivr.flow.engine import Services
 from ivr.speech import SpeechRecognizer, check_model_dir, installed_model, match_option
 from tests.conftest import wait_for

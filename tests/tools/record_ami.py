@@ -13,7 +13,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from hotline.sipp import Agent, Keys, Pause, run_caller
+from harness.sipp import Agent, Keys, Pause, run_caller
 
 REPO = Path(__file__).resolve().parents[2]
 

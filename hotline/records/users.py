@@ -19,8 +19,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 
-from hotline.db import Database
-from hotline.tables import UserRow
+from hotline.storage.db import Database
+from hotline.storage.tables import UserRow
 
 ROLES = ("compliance", "admin", "agent")
 PERMISSIONS = {

@@ -1,8 +1,8 @@
-"""Alembic environment: runs on the connection Hotline hands it (see hotline.db)."""
+"""Alembic environment: runs on the connection Hotline hands it (see hotline.storage.db)."""
 
 from alembic import context
 
-from hotline.tables import Base
+from hotline.storage.tables import Base
 
 connection = context.config.attributes["connection"]
 context.configure(

@@ -20,8 +20,8 @@ from typing import Any, Literal
 
 from sqlalchemy import select
 
-from hotline.db import Database
-from hotline.tables import InteractionRow
+from hotline.storage.db import Database
+from hotline.storage.tables import InteractionRow
 
 log = logging.getLogger("hotline.interactions")
 

@@ -24,8 +24,8 @@ from typing import Any
 
 from aiohttp import web
 
-from hotline.recordings import RecordingError, RecordingStore
-from hotline.users import AccessDenied, Actor, Users
+from hotline.recordings.store import RecordingError, RecordingStore
+from hotline.records.users import AccessDenied, Actor, Users
 
 ACTOR_KEY = web.RequestKey("actor", Actor)
 

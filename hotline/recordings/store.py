@@ -36,11 +36,11 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
-from hotline.audit import AuditLog
-from hotline.db import Database
-from hotline.interactions import InteractionStore
-from hotline.tables import RecordingRow
-from hotline.users import AccessDenied, Actor
+from hotline.records.audit import AuditLog
+from hotline.records.interactions import InteractionStore
+from hotline.records.users import AccessDenied, Actor
+from hotline.storage.db import Database
+from hotline.storage.tables import RecordingRow
 
 log = logging.getLogger("hotline.recordings")
 

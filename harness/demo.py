@@ -19,13 +19,13 @@ from typing import Any
 import aiomqtt
 from sqlalchemy import select
 
+from harness.sipp import Agent, Keys, Pause, run_caller
 from hotline.config import load_config
-from hotline.customers import CustomerDirectory
-from hotline.db import Database
-from hotline.interactions import Interaction, InteractionStore
-from hotline.recordings import Recording, recording_from_row
-from hotline.sipp import Agent, Keys, Pause, run_caller
-from hotline.tables import RecordingRow
+from hotline.recordings.store import Recording, recording_from_row
+from hotline.records.customers import CustomerDirectory
+from hotline.records.interactions import Interaction, InteractionStore
+from hotline.storage.db import Database
+from hotline.storage.tables import RecordingRow
 
 REPO = Path(__file__).resolve().parent.parent
 RUN = REPO / ".run"
@@ -223,7 +223,7 @@ async def main() -> int:
 async def callback_demo(cfg: Any) -> int:
     """Part two: the billing line is unstaffed, a caller books a callback and gets it."""
     from cti.ami import AmiClient
-    from hotline.callbacks import CallbackStore
+    from hotline.deflection.callbacks import CallbackStore
 
     secret = cfg.ami_secret()
     ami = AmiClient(cfg.ami.host, cfg.ami.port, cfg.ami.username, secret or "")

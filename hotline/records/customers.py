@@ -12,9 +12,9 @@ from typing import Any
 
 from sqlalchemy import Select, bindparam, select
 
-from hotline.db import Database
-from hotline.point_reads import PointReader, PointReadError
-from hotline.tables import CustomerRow
+from hotline.storage.db import Database
+from hotline.storage.point_reads import PointReader, PointReadError
+from hotline.storage.tables import CustomerRow
 
 log = logging.getLogger("hotline.customers")
 

@@ -146,7 +146,7 @@ class UserRow(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
-# A callback still to be completed (hotline.callbacks.OPEN), as SQL.
+# A callback still to be completed (hotline.deflection.callbacks.OPEN), as SQL.
 _OPEN_CALLBACK = "status IN ('pending', 'dialing')"
 
 

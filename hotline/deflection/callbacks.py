@@ -22,8 +22,8 @@ from typing import Any, Literal
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from hotline.db import Database
-from hotline.tables import CallbackRow
+from hotline.storage.db import Database
+from hotline.storage.tables import CallbackRow
 
 Status = Literal["pending", "dialing", "completed", "failed", "cancelled"]
 OPEN: tuple[Status, ...] = ("pending", "dialing")

@@ -16,8 +16,8 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from hotline.db import Database
-from hotline.tables import AuditRow
+from hotline.storage.db import Database
+from hotline.storage.tables import AuditRow
 
 GENESIS = "0" * 64
 

@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import Date, Integer, Select, String
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hotline.db import Database
+from hotline.storage.db import Database
 
 Row = tuple[Any, ...]
 

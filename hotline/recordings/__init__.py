@@ -1,0 +1,1 @@
+"""Compliance recordings: the store (ingest, integrity, retention), its HTTP API and ingest."""

@@ -1,0 +1,1 @@
+"""Shared records every feature reads: customers, interactions, users and the audit log."""

@@ -1,0 +1,1 @@
+"""Storage: the database connection, its tables and migrations, and the hot-path point reads."""
