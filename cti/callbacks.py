@@ -25,7 +25,7 @@ from typing import Any
 
 from cti.ami import AmiClient, AmiEvent
 from cti.state import CallCenter, ExpectedCallback
-from hotline.callbacks import Callback, CallbackStore, InvalidNumber, dialable
+from hotline.deflection.callbacks import Callback, CallbackStore, InvalidNumber, dialable
 
 log = logging.getLogger("hotline.callbacks")
 

@@ -21,8 +21,8 @@ from cti.state import (
     QueueChanged,
     ScreenPop,
 )
-from hotline.customers import CustomerDirectory
-from hotline.interactions import InteractionStore
+from hotline.records.customers import CustomerDirectory
+from hotline.records.interactions import InteractionStore
 
 log = logging.getLogger("hotline.cti")
 

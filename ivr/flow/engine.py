@@ -21,12 +21,17 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from hotline.callbacks import DEFAULT_NUMBER_PATTERN, CallbackStore, InvalidNumber, dialable
-from hotline.customers import Customer, CustomerDirectory
+from hotline.deflection.callbacks import (
+    DEFAULT_NUMBER_PATTERN,
+    CallbackStore,
+    InvalidNumber,
+    dialable,
+)
+from hotline.deflection.notify import LinkMessage, Notifier, NotifyError
 from hotline.erlang_c import WaitEstimate, spoken_minutes
-from hotline.interactions import Interaction, InteractionStore, utcnow
 from hotline.logs import call_id_var
-from hotline.notify import LinkMessage, Notifier, NotifyError
+from hotline.records.customers import Customer, CustomerDirectory
+from hotline.records.interactions import Interaction, InteractionStore, utcnow
 from ivr.agi import DIGITS, AgiChannel, AgiCommandFailed, AgiError, AgiHangup
 from ivr.audiosocket import AudioSocketServer, StreamingListener, read_pcm
 from ivr.flow import model as m
