@@ -25,6 +25,7 @@ from typing import Any
 
 from cti.ami import AmiClient, AmiEvent
 from cti.state import CallCenter, ExpectedCallback
+from hotline.contracts import NUMBER_PATTERN, ChannelVar, UserEvent
 from hotline.deflection.callbacks import Callback, CallbackStore, InvalidNumber, dialable
 
 log = logging.getLogger("hotline.callbacks")
@@ -47,7 +48,7 @@ class CallbackPolicy:
     # (a logged-in agent who is away must not hold a callback up for ever).
     agent_cooldown_s: float = 60.0
     max_agent_misses: int = 5
-    number_pattern: str = r"\+?[0-9]{7,15}"
+    number_pattern: str = NUMBER_PATTERN
 
 
 class CallbackDispatcher:
@@ -78,7 +79,7 @@ class CallbackDispatcher:
     # -- wiring -----------------------------------------------------------------------
     def on_event(self, ev: AmiEvent) -> None:
         """AMI events (called for every event): the dialplan's callback results."""
-        if ev.get("Event") == "UserEvent" and ev.get("UserEvent") == "HotlineCallback":
+        if ev.get("Event") == "UserEvent" and ev.get("UserEvent") == UserEvent.CALLBACK:
             fut = self._results.get(str(ev.get("Id", "")))
             if fut is not None and not fut.done():
                 fut.set_result(str(ev.get("Status", "")))
@@ -251,9 +252,9 @@ class CallbackDispatcher:
                     "ChannelId": channel_id,
                     "Async": "true",
                     "Variable": [
-                        f"HOTLINE_CALLBACK_ID={cb.id}",
-                        f"HOTLINE_CALLBACK_NUMBER={digits}",
-                        f"HOTLINE_INTERACTION={cb.interaction_id or ''}",
+                        f"{ChannelVar.CALLBACK_ID}={cb.id}",
+                        f"{ChannelVar.CALLBACK_NUMBER}={digits}",
+                        f"{ChannelVar.INTERACTION}={cb.interaction_id or ''}",
                     ],
                 },
                 timeout=p.agent_ring_s + 10,

@@ -21,6 +21,7 @@ from cti.state import (
     QueueChanged,
     ScreenPop,
 )
+from hotline.contracts import ChannelVar
 from hotline.records.customers import CustomerDirectory
 from hotline.records.interactions import InteractionStore
 
@@ -203,12 +204,12 @@ class CtiService:
         interaction = None
         customer = None
         if lookups:
-            interaction_id = call.variables.get("HOTLINE_INTERACTION")
+            interaction_id = call.variables.get(ChannelVar.INTERACTION)
             if interaction_id:
                 interaction = await self.interactions.get(interaction_id)
             if interaction is None:
                 interaction = await self.interactions.get(call.call_id)
-            customer_id = call.variables.get("HOTLINE_CUSTOMER") or (
+            customer_id = call.variables.get(ChannelVar.CUSTOMER) or (
                 str(interaction.customer_id) if interaction and interaction.customer_id else ""
             )
             if customer_id.isdigit():

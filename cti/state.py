@@ -16,6 +16,7 @@ from datetime import date
 from typing import Any
 
 from cti.ami import AmiEvent, chan_variables
+from hotline.contracts import ChannelVar
 from hotline.erlang_c import QueueHistory, WaitEstimate, estimate_wait
 
 log = logging.getLogger("hotline.cti")
@@ -280,7 +281,7 @@ class CallCenter:
             call.caller_number = expected.number
             call.caller_name = ""
             if expected.interaction_id:
-                call.variables["HOTLINE_INTERACTION"] = expected.interaction_id
+                call.variables[ChannelVar.INTERACTION] = expected.interaction_id
             agent = self.agent(expected.agent)
             out: list[Output] = [
                 ScreenPop(agent.number, call, expected.queue, round(expected.waited_s, 1)),

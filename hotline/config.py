@@ -27,6 +27,8 @@ from pydantic import (
     model_validator,
 )
 
+from hotline.contracts import NUMBER_PATTERN
+
 ENV_PREFIX = "HOTLINE_"
 DEFAULT_CONFIG = "hotline.toml"
 
@@ -183,7 +185,7 @@ class DeflectionConfig(_Section):
     # Numbers a link or a callback may go to, as a regular expression over the
     # caller ID.  It can only narrow the built-in rule (digits, 7 to 15 of them: no
     # emergency or short service numbers).
-    number_pattern: str = r"\+?[0-9]{7,15}"
+    number_pattern: str = NUMBER_PATTERN
     # "file" (the demo's outbox, one JSON line per message), "webhook", "smtp"
     # (an email-to-SMS gateway), or "none" (the flow's link option then says
     # the link could not be sent and queues the caller).

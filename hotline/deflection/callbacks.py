@@ -22,6 +22,7 @@ from typing import Any, Literal
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from hotline.contracts import NUMBER_PATTERN
 from hotline.storage.db import Database
 from hotline.storage.tables import CallbackRow
 
@@ -31,7 +32,7 @@ OPEN: tuple[Status, ...] = ("pending", "dialing")
 # Digits only, 7 to 15 of them (E.164 allows 15; fewer than 7 are emergency and
 # short service numbers, which a spoofed caller ID must not make us call), an
 # optional leading +.
-DEFAULT_NUMBER_PATTERN = r"\+?[0-9]{7,15}"
+DEFAULT_NUMBER_PATTERN = NUMBER_PATTERN
 
 
 class InvalidNumber(ValueError):

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from hotline.contracts import ChannelVar
 from hotline.deflection.callbacks import (
     DEFAULT_NUMBER_PATTERN,
     CallbackStore,
@@ -857,13 +858,13 @@ class CallSession:
         it.queue = queue
         it.outcome = outcome  # type: ignore[assignment]
         # Set first what the dialplan needs to queue the caller, then the extras.
-        await self.channel.set_variable("HOTLINE_QUEUE", queue)
-        await self.channel.set_variable("HOTLINE_PRIORITY", str(priority))
-        await self.channel.set_variable("HOTLINE_INTERACTION", it.id)
-        await self.channel.set_variable("HOTLINE_INTENT", it.intent or "")
-        await self.channel.set_variable("HOTLINE_LANGUAGE", self.language)
+        await self.channel.set_variable(ChannelVar.QUEUE, queue)
+        await self.channel.set_variable(ChannelVar.PRIORITY, str(priority))
+        await self.channel.set_variable(ChannelVar.INTERACTION, it.id)
+        await self.channel.set_variable(ChannelVar.INTENT, it.intent or "")
+        await self.channel.set_variable(ChannelVar.LANGUAGE, self.language)
         await self.channel.set_variable(
-            "HOTLINE_CUSTOMER", str(self.customer.id) if self.customer else ""
+            ChannelVar.CUSTOMER, str(self.customer.id) if self.customer else ""
         )
         log.info("caller handed to queue", extra={"queue": queue, "outcome": outcome})
 
@@ -882,7 +883,7 @@ class CallRouter:
         flow = self.services.flows.get(channel.script)
         if flow is None:
             log.error("no flow for FastAGI path %r: caller sent to an agent", channel.script)
-            await channel.set_variable("HOTLINE_QUEUE", self.services.fallback_queue)
+            await channel.set_variable(ChannelVar.QUEUE, self.services.fallback_queue)
             return
         # Who is calling is asked while Asterisk answers our first command: the
         # lookup's database round trip then costs the caller nothing.
