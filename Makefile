@@ -6,10 +6,18 @@ BIN := $(VENV)/bin
 APT_PACKAGES := debootstrap sip-tester espeak-ng sox libsox-fmt-all
 STAMP := $(VENV)/.installed
 
-.PHONY: install system-packages mosquitto asterisk-up asterisk-down asterisk-cli \
-        prompts demo demo-stop test lint typecheck unit bench clean
+.PHONY: install system-packages mosquitto postgres asterisk-up asterisk-down asterisk-cli \
+        prompts demo demo-stop test lint typecheck unit integration live bench clean
 
 install: system-packages mosquitto $(STAMP)
+
+# The PostgreSQL the tests use (HOTLINE_TEST_PG): $$HOTLINE_TEST_PG or 127.0.0.1:5432 when
+# something answers there, else a throwaway cluster in .run/pg (Debian's postgresql
+# installed if missing).  Recipes that run database tests export it with $(WITH_PG).
+WITH_PG = HOTLINE_TEST_PG="$$(scripts/postgres.sh url)" && export HOTLINE_TEST_PG &&
+
+postgres:
+	scripts/postgres.sh url
 
 # apt only when something is missing, so a second `make install` takes a second.
 system-packages:
@@ -53,21 +61,34 @@ demo-stop:
 	scripts/sandbox.sh down
 
 lint: $(STAMP)
-	$(BIN)/ruff check hotline ivr cti tests bench
-	$(BIN)/ruff format --check hotline ivr cti tests bench
+	$(BIN)/ruff check hotline ivr cti tests bench harness
+	$(BIN)/ruff format --check hotline ivr cti tests bench harness
+	@if [ -f .importlinter ]; then $(BIN)/lint-imports; \
+	else echo "lint-imports: skipped (no .importlinter)"; fi
 
 typecheck: $(STAMP)
-	$(BIN)/mypy hotline ivr cti
+	$(BIN)/mypy hotline ivr cti harness tests
 
-# The test suite starts (and stops) the Asterisk sandbox itself.
+# The whole suite, every tier (tests/README.md).  The live tests start (and stop)
+# the Asterisk sandbox themselves.
 test: install lint typecheck
-	$(BIN)/pytest -q -ra
+	$(WITH_PG) $(BIN)/pytest -q -ra
 
+# No database server, broker, Asterisk, espeak-ng or sox: only the virtualenv.
 unit: $(STAMP)
-	$(BIN)/pytest -q -m "not asterisk"
+	$(BIN)/pytest -q tests/unit
+
+# SQLite and PostgreSQL, Mosquitto, an SMTP server, espeak-ng and sox, the Korean model.
+integration: install
+	$(WITH_PG) $(BIN)/pytest -q -ra tests/integration
+
+# Real calls: the Asterisk sandbox, sipp, Mosquitto.
+live: install
+	$(BIN)/pytest -q -ra tests/live
 
 bench: install
 	$(BIN)/python bench/fastagi_load.py
 
 clean: asterisk-down
+	scripts/postgres.sh purge
 	rm -rf $(VENV) .run

@@ -34,10 +34,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from cti.ami import AmiClient, parse_message, split_messages  # noqa: E402
-from cti.mqtt import MqttPublisher  # noqa: E402
-from cti.service import CtiService  # noqa: E402
+from cti import setup as cti_feature  # noqa: E402
+from cti.ami import AmiEvent, parse_message, split_messages  # noqa: E402
 from cti.state import CallCenter  # noqa: E402
+from hotline.config import Config, load_config  # noqa: E402
 from hotline.records.customers import CustomerDirectory  # noqa: E402
 from hotline.records.interactions import InteractionStore  # noqa: E402
 from hotline.storage.db import Database  # noqa: E402
@@ -54,14 +54,18 @@ def pct(values: list[float], p: float) -> float:
     return values[k]
 
 
-async def make_cti(
-    db: Database, prefix: str, interactions: InteractionStore | None = None
-) -> tuple[CtiService, MqttPublisher]:
-    pub = MqttPublisher(
-        "127.0.0.1", 1883, prefix=prefix, client_id=f"{prefix}-srv", buffer_size=100_000
+def bench_config(prefix: str, ami_port: int = 5038) -> Config:
+    """The demo site's configuration, publishing under a private prefix (no speech models)."""
+    return load_config(
+        REPO / "hotline.toml",
+        environ={
+            "HOTLINE_MQTT__PREFIX": prefix,
+            "HOTLINE_MQTT__CLIENT_ID": f"{prefix}-srv",
+            "HOTLINE_MQTT__BUFFER_SIZE": "100000",
+            "HOTLINE_AMI__PORT": str(ami_port),
+            "HOTLINE_SPEECH__ENABLED": "false",
+        },
     )
-    cti = CtiService(pub, CustomerDirectory(db), interactions or InteractionStore(db))
-    return cti, pub
 
 
 # -- 1. AgentCalled -> screen pop with real Asterisk -----------------------------------------
@@ -69,48 +73,41 @@ async def make_cti(
 
 async def bench_pop(callers: int = 50, hold_s: int = 40) -> dict[str, object]:
     from harness.sipp import Agent, Keys, Pause, run_caller
-    from hotline.config import load_config
-    from ivr.flow.engine import CallRouter, Services
-    from ivr.flow.loader import load_flows
-    from ivr.prompts import PromptCache
-    from ivr.server import FastAgiServer
+    from ivr import setup as ivr_feature
 
     subprocess.run([str(REPO / "scripts/sandbox.sh"), "up"], check=True, capture_output=True)
-    cfg = load_config(REPO / "hotline.toml", environ={})
+    prefix = f"bench-{uuid.uuid4().hex[:6]}"
+    cfg = bench_config(prefix)
     tmp = Path(tempfile.mkdtemp(prefix="hotline-bench-"))
     db = Database(f"sqlite+aiosqlite:///{tmp / 'bench.db'}")
     await db.migrate()
-    await CustomerDirectory(db).import_csv(REPO / "dialplans/data/customers.csv")
-    services = Services(
-        prompts=PromptCache(REPO / "prompts", cfg.paths.prompts_asterisk, dict(cfg.tts.voices)),
-        directory=CustomerDirectory(db),
-        interactions=InteractionStore(db),
-        flows=load_flows(REPO / "dialplans"),
-    )
-    agi = FastAgiServer(CallRouter(services), "127.0.0.1", 4573)
-    await agi.start()
-    prefix = f"bench-{uuid.uuid4().hex[:6]}"
+    directory = CustomerDirectory(db)
+    await directory.import_csv(REPO / "dialplans/data/customers.csv")
     # As in `hotline serve`: IVR and CTI share one interaction store.
-    cti, pub = await make_cti(db, prefix, services.interactions)
+    interactions = InteractionStore(db)
     called: dict[tuple[str, str], list[float]] = {}
     waiting_max = 0
 
-    def on_event(ev: dict[str, object]) -> None:
-        if ev.get("Event") == "AgentCalled":
-            key = (str(ev.get("Linkedid")), str(ev.get("MemberName")))
-            called.setdefault(key, []).append(time.monotonic())
-        cti.on_event(ev)
+    def on_agent_called(ev: AmiEvent) -> None:
+        key = (str(ev.get("Linkedid")), str(ev.get("MemberName")))
+        called.setdefault(key, []).append(time.monotonic())
 
     secret = (REPO / ".run/ami_secret").read_text().strip()
-    ami = AmiClient("127.0.0.1", 5038, "hotline", secret, on_event=on_event, on_login=cti.on_login)
-    cti.attach(ami)
+    stack = contextlib.AsyncExitStack()
+    await stack.__aenter__()
+    await stack.enter_async_context(
+        ivr_feature.setup(cfg, ivr_feature.IvrDeps(directory, interactions))
+    )
+    cti = await stack.enter_async_context(
+        cti_feature.setup(cfg, cti_feature.CtiDeps(directory, interactions, secret))
+    )
+    # Subscribed before the service: the time is taken as the client hands the event over.
+    cti.bus.subscribe("AgentCalled", on_agent_called)
     inbox, ready = Inbox(), asyncio.Event()
     sub = asyncio.create_task(subscribe("127.0.0.1", 1883, f"{prefix}/#", inbox, ready))
     await ready.wait()
-    pub.start()
-    cti.start()
-    await ami.start()
-    while not ami.logged_in:
+    await cti.connect()
+    while not cti.ami.logged_in:
         await asyncio.sleep(0.05)
     agents = [Agent(n, calls=100_000, decline_after_ms=300) for n in ("1001", "1002", "1003")]
     for a in agents:
@@ -148,11 +145,9 @@ async def bench_pop(callers: int = 50, hold_s: int = 40) -> dict[str, object]:
         for t_called, t_pop in zip(times, pops.get(key, []), strict=False):
             latencies.append((t_pop - t_called) * 1000)
     missing = sum(len(v) for v in called.values()) - len(latencies)
-    ami.close()
-    await cti.stop()
-    await pub.stop()
     sub.cancel()
-    await agi.stop()
+    await stack.aclose()
+    await interactions.close()
     await db.close()
     return {
         "callers": callers,
@@ -236,7 +231,18 @@ class FakeAsterisk:
         self.sent_at = time.monotonic()
         writer.write(self.blob)
         await writer.drain()
-        await reader.read()  # until the client goes
+        # Until the client goes, answer its keepalive (an unanswered Ping drops the link).
+        buf = b""
+        while chunk := await reader.read(4096):
+            msgs, buf = split_messages(buf + chunk)
+            for m in msgs:
+                for line in m.decode().split("\r\n"):
+                    if line.startswith("ActionID: "):
+                        aid = line.removeprefix("ActionID: ")
+                        writer.write(
+                            f"Response: Success\r\nActionID: {aid}\r\nPing: Pong\r\n\r\n".encode()
+                        )
+            await writer.drain()
 
 
 async def bench_replay(repeats: int = 200) -> dict[str, object]:
@@ -284,14 +290,16 @@ async def bench_replay(repeats: int = 200) -> dict[str, object]:
     db = Database(f"sqlite+aiosqlite:///{tmp / 'bench.db'}")
     await db.migrate()
     prefix = f"bench-{uuid.uuid4().hex[:6]}"
-    cti, pub = await make_cti(db, prefix)
     fake2 = FakeAsterisk(blob)
     await fake2.start()
-    ami = AmiClient("127.0.0.1", fake2.port, "u", "s", on_event=cti.on_event, on_login=cti.on_login)
-    cti.attach(ami)
-    pub.start()
-    cti.start()
-    await ami.start()
+    interactions = InteractionStore(db)
+    feature = cti_feature.setup(
+        bench_config(prefix, ami_port=fake2.port),
+        cti_feature.CtiDeps(CustomerDirectory(db), interactions, "s"),
+    )
+    cti_parts = await feature.__aenter__()
+    cti, pub, ami = cti_parts.service, cti_parts.publisher, cti_parts.ami
+    await cti_parts.connect()
     deadline = time.monotonic() + 120
     while ami.events_seen < total and time.monotonic() < deadline:
         await asyncio.sleep(0.01)
@@ -305,9 +313,8 @@ async def bench_replay(repeats: int = 200) -> dict[str, object]:
         await asyncio.sleep(0.05)
     out["mqtt_messages"] = pub.published
     out["mqtt_all_delivered_s"] = round(time.monotonic() - fake2.sent_at, 2)
-    ami.close()
-    await cti.stop()
-    await pub.stop()
+    await feature.__aexit__(None, None, None)
+    await interactions.close()
     await db.close()
     return out
 

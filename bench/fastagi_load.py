@@ -2,7 +2,7 @@
 """FastAGI load benchmark: N concurrent calls through the demo menu, Hotline vs classic AGI.
 
 A load client plays Asterisk's side of the AGI protocol (like
-tests/fake_asterisk.py, but lean: raw sockets read with recvmsg, one timestamp
+tests/support/fake_asterisk.py, but lean: raw sockets read with recvmsg, one timestamp
 per line, and the kernel's receive timestamp of it)
 and walks every call through the demo hotline's menu the way the engine tests
 do: unknown caller 5559999 -> greeting -> main menu, press 1 -> billing menu,
@@ -178,16 +178,25 @@ def serve(
     from hotline.records.customers import CustomerDirectory
     from hotline.records.interactions import InteractionStore
     from hotline.storage.db import Database
+    from ivr import setup as ivr_feature
     from ivr.agi import AgiChannel, AgiReply
-    from ivr.flow.engine import CallRouter, Services
-    from ivr.flow.loader import load_flows
-    from ivr.prompts import PromptCache
-    from ivr.server import FastAgiServer
 
     raise_fd_limit()
     if switch_interval:
         sys.setswitchinterval(switch_interval)  # experiment: the GIL hand-over interval
-    cfg = load_config(REPO / "hotline.toml", environ={})
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # The demo site's configuration, as `hotline serve` reads it, on a free port
+    # with the benchmark's own prompt folder; no speech models (the menu is DTMF).
+    cfg = load_config(
+        REPO / "hotline.toml",
+        environ={
+            "HOTLINE_AGI__PORT": str(port),
+            "HOTLINE_PATHS__PROMPTS_HOST": str(prompts_dir),
+            "HOTLINE_SPEECH__ENABLED": "false",
+        },
+    )
     setup_logging(log_level, "json")  # stderr: a file the client reads afterwards
 
     # Server-internal timing, to tell the server's share of a gap from the client's and
@@ -228,30 +237,16 @@ def serve(
         await db.migrate()
         if database_url:
             await CustomerDirectory(db).import_csv(REPO / "dialplans" / "data" / "customers.csv")
-        services = Services(
-            prompts=PromptCache(
-                prompts_dir, cfg.paths.prompts_asterisk, dict(cfg.tts.voices), cfg.tts.rate
-            ),
-            directory=CustomerDirectory(db),
-            interactions=NoWrites(db) if no_interaction_writes else InteractionStore(db),
-            flows=load_flows(REPO / cfg.paths.dialplans),
-            fallback_queue=cfg.ivr.fallback_queue,
-        )
-        server = FastAgiServer(
-            CallRouter(services),
-            "127.0.0.1",
-            0,
-            header_timeout=cfg.agi.header_timeout_s,
-            command_timeout=cfg.agi.command_timeout_s,
-            max_connections=cfg.agi.max_connections,
-        )
-        await server.start()
+        interactions = NoWrites(db) if no_interaction_writes else InteractionStore(db)
+        feature = ivr_feature.setup(cfg, ivr_feature.IvrDeps(CustomerDirectory(db), interactions))
+        ivr = await feature.__aenter__()
+        services, server = ivr.services, ivr.agi
         stdin_closed = await watch_stdin()
         asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump_internal)
         gc.freeze()  # as hotline serve does once started
         print(f"READY {server.port}", flush=True)
         await stdin_closed
-        await server.stop()
+        await feature.__aexit__(None, None, None)
         await services.interactions.close()
         await db.close()
         stats = {

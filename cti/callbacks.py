@@ -19,9 +19,9 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from cti.ami import AmiClient, AmiEvent
 from cti.state import CallCenter, ExpectedCallback
@@ -58,7 +58,7 @@ class CallbackDispatcher:
         state: CallCenter,
         ami: AmiClient,
         policy: CallbackPolicy | None = None,
-        on_outcome: Any = None,
+        on_outcome: Callable[[str, str], None] | None = None,
     ) -> None:
         self.store = store
         self.state = state
@@ -77,8 +77,11 @@ class CallbackDispatcher:
         self.failed = 0
 
     # -- wiring -----------------------------------------------------------------------
+    # The AMI events :meth:`on_event` needs (the composition root subscribes it to these).
+    EVENTS = ("UserEvent", "AgentComplete", "QueueMemberStatus", "QueueCallerLeave")
+
     def on_event(self, ev: AmiEvent) -> None:
-        """AMI events (called for every event): the dialplan's callback results."""
+        """The dialplan's callback results, and hints that an agent may be free."""
         if ev.get("Event") == "UserEvent" and ev.get("UserEvent") == UserEvent.CALLBACK:
             fut = self._results.get(str(ev.get("Id", "")))
             if fut is not None and not fut.done():

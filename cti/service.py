@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
-from datetime import UTC, datetime
-from typing import Any
 
 from cti.ami import AmiClient, AmiEvent
 from cti.mqtt import MqttPublisher, topic_segment
+from cti.payloads import (
+    ScreenPopPayload,
+    agent_state_payload,
+    call_event_payload,
+    queue_stats_payload,
+    screen_pop_payload,
+)
 from cti.state import (
     AgentChanged,
-    Call,
     CallCenter,
     CallEvent,
     CallFinished,
@@ -22,53 +25,45 @@ from cti.state import (
     ScreenPop,
 )
 from hotline.contracts import ChannelVar
+from hotline.events import CallEnded, Signal
 from hotline.records.customers import CustomerDirectory
-from hotline.records.interactions import InteractionStore
+from hotline.records.interactions import Interaction, InteractionStore
 
 log = logging.getLogger("hotline.cti")
 
 
-def _ts(t: float | None = None) -> str:
-    return datetime.fromtimestamp(time.time() if t is None else t, UTC).isoformat(
-        timespec="milliseconds"
-    )
-
-
 class CtiService:
+    """Turns the AMI event stream into screen pops, agent states, queue stats and call events.
+
+    Built with everything it uses; the composition root subscribes
+    :meth:`on_event` and :meth:`on_login` to the AMI event bus, and other
+    features subscribe to :attr:`call_ended`.
+    """
+
     def __init__(
         self,
+        state: CallCenter,
         publisher: MqttPublisher,
+        ami: AmiClient,
         directory: CustomerDirectory,
         interactions: InteractionStore,
-        ivr_contexts: tuple[str, ...] = ("from-callers",),
     ) -> None:
-        self.state = CallCenter(ivr_contexts)
+        self.state = state
         self.publisher = publisher
-        publisher.is_live = self.state.call_live
+        self.ami = ami
         self.directory = directory
         self.interactions = interactions
-        self.ami: AmiClient | None = None
         self._events: asyncio.Queue[AmiEvent | None] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
         self.pops_sent = 0
-        # Called when a call is over (the recording store ingests its files).
-        self.on_call_finished: Callable[[Call], None] | None = None
+        # A call is over (the recordings feature stores its audio).
+        self.call_ended: Signal[CallEnded] = Signal("call_ended")
         self._pops: set[asyncio.Task[None]] = set()
-        # Also told of every AMI event, as it arrives (the callback dispatcher).
-        self.event_hooks: list[Callable[[AmiEvent], None]] = []
 
     # -- wiring -------------------------------------------------------------------------
-    def attach(self, ami: AmiClient) -> None:
-        self.ami = ami
-
     def on_event(self, ev: AmiEvent) -> None:
         """Called for every AMI event; work happens in order on one worker task."""
         self._events.put_nowait(ev)
-        for hook in self.event_hooks:
-            try:
-                hook(ev)
-            except Exception:
-                log.exception("AMI event hook failed on %s", ev.get("Event"))
 
     def count_deflection(self, queue: str, what: str) -> None:
         """An IVR deflection offer or outcome: counted in the queue's statistics."""
@@ -77,7 +72,6 @@ class CtiService:
 
     async def on_login(self) -> None:
         """After every (re)connect: events during the gap are lost, so ask Asterisk."""
-        assert self.ami is not None
         try:
             queue_status = await self.ami.action({"Action": "QueueStatus"})
             channels = await self.ami.action({"Action": "CoreShowChannels"})
@@ -144,18 +138,19 @@ class CtiService:
             case QueueChanged():
                 self._emit_queue(out.queue)
             case CallFinished():
-                if self.on_call_finished is not None:
-                    self.on_call_finished(out.call)
+                call = out.call
+                self.call_ended.emit(
+                    CallEnded(
+                        call_id=call.call_id,
+                        caller=call.caller_number,
+                        agent=call.answered_by or "",
+                        queue=call.queue or "",
+                    )
+                )
             case CallEvent():
                 self.publisher.publish(
                     self.publisher.topic("calls", topic_segment(out.call_id), "events"),
-                    {
-                        "type": "call_event",
-                        "call_id": out.call_id,
-                        "event": out.kind,
-                        "ts": _ts(),
-                        **out.detail,
-                    },
+                    dict(call_event_payload(out, time.time())),
                 )
 
     async def _pop(self, pop: ScreenPop) -> None:
@@ -167,34 +162,26 @@ class CtiService:
             payload = await self.screen_pop(pop, lookups=False)
         self.publisher.publish(
             self.publisher.topic("agents", topic_segment(pop.agent), "screenpop"),
-            payload,
+            dict(payload),
             call_id=pop.call.call_id,
         )
         self.pops_sent += 1
 
     def _emit_agent(self, number: str) -> None:
-        a = self.state.agents[number]
         self.publisher.publish(
             self.publisher.topic("agents", topic_segment(number), "state"),
-            {
-                "type": "agent_state",
-                "agent": number,
-                "state": a.shown_state,
-                "since": _ts(a.since),
-                "call_id": a.call_id,
-                "queues": sorted(a.queues),
-            },
+            dict(agent_state_payload(self.state.agents[number])),
             retain=True,
         )
 
     def _emit_queue(self, queue: str) -> None:
         self.publisher.publish(
             self.publisher.topic("queues", topic_segment(queue), "stats"),
-            {"type": "queue_stats", **self.state.queue_stats(queue), "ts": _ts()},
+            dict(queue_stats_payload(self.state.queue_stats(queue), time.time())),
             retain=True,
         )
 
-    async def screen_pop(self, pop: ScreenPop, lookups: bool = True) -> dict[str, Any]:
+    async def screen_pop(self, pop: ScreenPop, lookups: bool = True) -> ScreenPopPayload:
         """Who is calling and everything they did in the IVR.
 
         ``lookups=False`` builds the pop from the AMI event alone (the database
@@ -216,58 +203,7 @@ class CtiService:
                 customer = await self.directory.get(int(customer_id))
             if customer is None and call.caller_number:
                 customer = await self.directory.by_phone(call.caller_number)
-        customer_json = None
+        recent: list[Interaction] = []
         if customer is not None:
-            recent = [
-                {
-                    "call_id": i.call_id,
-                    "started_at": i.started_at.isoformat(),
-                    "outcome": i.outcome,
-                    "intent": i.intent,
-                }
-                for i in await self.interactions.recent(limit=4, caller=call.caller_number)
-                if i.call_id != call.call_id
-            ][:3]
-            customer_json = {
-                "id": customer.id,
-                "name": customer.name,
-                "account": customer.account,
-                "language": customer.language,
-                "balance": customer.balance_cents / 100,
-                "last_bill": None
-                if customer.last_bill_date is None
-                else {
-                    "date": customer.last_bill_date.isoformat(),
-                    "amount": (customer.last_bill_cents or 0) / 100,
-                },
-                "bill_due_date": customer.bill_due_date.isoformat()
-                if customer.bill_due_date
-                else None,
-                "open_ticket": customer.open_ticket,
-                "recent_interactions": recent,
-            }
-        ivr = None
-        if interaction is not None:
-            ivr = {
-                "interaction_id": interaction.id,
-                "path": interaction.path,
-                "intent": interaction.intent,
-                "inputs": interaction.inputs,
-                "transcripts": interaction.transcripts,
-                "language": interaction.language,
-                "self_service": interaction.self_service,
-                "outcome": interaction.outcome,
-            }
-        return {
-            "type": "screenpop",
-            "call_id": call.call_id,
-            "agent": pop.agent,
-            "queue": pop.queue,
-            "caller_number": call.caller_number,
-            "caller_name": call.caller_name,
-            "customer": customer_json,
-            "ivr": ivr,
-            "wait_seconds": pop.wait_s,
-            "callback": call.callback,
-            "ts": _ts(),
-        }
+            recent = await self.interactions.recent(limit=4, caller=call.caller_number)
+        return screen_pop_payload(pop, interaction, customer, recent, time.time())

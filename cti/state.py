@@ -13,7 +13,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field, replace
 from datetime import date
-from typing import Any
+from typing import Literal, TypedDict
 
 from cti.ami import AmiEvent, chan_variables
 from hotline.contracts import ChannelVar
@@ -21,8 +21,11 @@ from hotline.erlang_c import QueueHistory, WaitEstimate, estimate_wait
 
 log = logging.getLogger("hotline.cti")
 
+# What a desktop shows for an agent (cti/schemas/agent_state.schema.json).
+AgentStateName = Literal["available", "ringing", "busy", "on_hold", "paused", "offline", "unknown"]
+
 # QueueMemberStatus "Status" (Asterisk device states) to what a desktop shows.
-DEVICE_STATE = {
+DEVICE_STATE: dict[str, AgentStateName] = {
     "0": "unknown",
     "1": "available",
     "2": "busy",
@@ -61,7 +64,7 @@ class Call:
 @dataclass
 class Agent:
     number: str
-    state: str = "offline"
+    state: AgentStateName = "offline"
     since: float = field(default_factory=time.time)
     call_id: str | None = None
     paused: bool = False
@@ -70,7 +73,7 @@ class Agent:
     interface: str = ""
 
     @property
-    def shown_state(self) -> str:
+    def shown_state(self) -> AgentStateName:
         if self.paused and self.state in ("available", "unknown"):
             return "paused"
         return self.state
@@ -139,11 +142,37 @@ class QueueChanged:
     queue: str
 
 
+CallEventKind = Literal[
+    "ivr_started",
+    "queued",
+    "ringing",
+    "answered",
+    "transferred",
+    "abandoned",
+    "ended",
+    "callback_ringing",
+]
+
+
+class CallEventDetail(TypedDict, total=False):
+    """What a call event says beyond its kind (cti/schemas/call_event.schema.json)."""
+
+    queue: str  # queued, ringing, answered, abandoned, callback_ringing
+    position: int  # queued
+    agent: str  # ringing, answered, callback_ringing
+    hold_s: int  # abandoned
+    caller_number: str  # ivr_started
+    cause: str  # ended
+    to: str  # transferred (blind)
+    kind: Literal["blind", "attended"]  # transferred
+    callback: str  # callback_ringing: the callback's id
+
+
 @dataclass(frozen=True)
 class CallEvent:
     call_id: str
-    kind: str  # ivr_started, queued, ringing, answered, transferred, abandoned, ended
-    detail: dict[str, Any]
+    kind: CallEventKind
+    detail: CallEventDetail
 
 
 @dataclass(frozen=True)
@@ -154,6 +183,23 @@ class CallFinished:
 
 
 Output = ScreenPop | AgentChanged | QueueChanged | CallEvent | CallFinished
+
+
+class QueueStats(TypedDict):
+    """A queue's figures now (the body of cti/schemas/queue_stats.schema.json)."""
+
+    queue: str
+    waiting: int
+    callbacks_waiting: int
+    longest_wait_s: float
+    agents_available: int
+    agents_busy: int
+    est_wait_s: float | None  # None: nobody staffed
+    est_wait_method: str  # a hotline.erlang_c.METHODS name
+    deflection: dict[str, int]  # today's deflection offers and outcomes, by kind
+    answered_today: int
+    abandoned_today: int
+    service_level_pct: float | None  # None: no finished call today
 
 
 class CallCenter:
@@ -183,7 +229,7 @@ class CallCenter:
     def call_live(self, call_id: str) -> bool:
         return call_id in self.calls
 
-    def queue_stats(self, name: str, now: float | None = None) -> dict[str, Any]:
+    def queue_stats(self, name: str, now: float | None = None) -> QueueStats:
         now = time.time() if now is None else now
         q = self.queue(name)
         q.roll_day(date.fromtimestamp(now))
@@ -363,7 +409,9 @@ class CallCenter:
             agent.interface = str(ev.get("StateInterface") or ev["Interface"])
         return agent
 
-    def _set_state(self, agent: Agent, state: str, now: float, call_id: str | None) -> bool:
+    def _set_state(
+        self, agent: Agent, state: AgentStateName, now: float, call_id: str | None
+    ) -> bool:
         if agent.state == state and agent.call_id == call_id:
             return False
         agent.state, agent.since, agent.call_id = state, now, call_id

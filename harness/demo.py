@@ -20,7 +20,7 @@ import aiomqtt
 from sqlalchemy import select
 
 from harness.sipp import Agent, Keys, Pause, run_caller
-from hotline.config import load_config
+from hotline.config import Config, load_config
 from hotline.recordings.store import Recording, recording_from_row
 from hotline.records.customers import CustomerDirectory
 from hotline.records.interactions import Interaction, InteractionStore
@@ -220,7 +220,7 @@ async def main() -> int:
     return code
 
 
-async def callback_demo(cfg: Any) -> int:
+async def callback_demo(cfg: Config) -> int:
     """Part two: the billing line is unstaffed, a caller books a callback and gets it."""
     from cti.ami import AmiClient
     from hotline.deflection.callbacks import CallbackStore

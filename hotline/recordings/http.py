@@ -1,11 +1,10 @@
-"""HTTP API for compliance officers: sessions, search, metadata, audio with Range, export.
+"""HTTP API for compliance officers: search, metadata, audio with Range, export.
 
 Every request that touches a recording goes through :class:`RecordingStore`,
-so roles are enforced and every search and retrieval — allowed, refused or
-failed — lands in the hash-chained audit log.  Bound to loopback unless
-configured; put TLS in front (a reverse proxy) before exposing it.
+so roles are enforced and every search and retrieval (allowed, refused or
+failed) lands in the hash-chained audit log.  Sessions, login and ``/health``
+belong to the web application (:mod:`hotline.web`); these are its routes.
 
-    POST /api/session                  {"name": ..., "password": ...} -> {"token", "expires_at"}
     GET  /api/recordings?caller=&agent=&queue=&call_id=&since=&until=&limit=
     GET  /api/recordings/{id}          metadata
     GET  /api/recordings/{id}/audio    the WAV, with HTTP Range support
@@ -14,103 +13,26 @@ configured; put TLS in front (a reverse proxy) before exposing it.
 
 from __future__ import annotations
 
-import hashlib
-import secrets
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
 
 from aiohttp import web
 
-from hotline.recordings.store import RecordingError, RecordingStore
-from hotline.records.users import AccessDenied, Actor, Users
+from hotline.recordings.store import (
+    Recording,
+    RecordingError,
+    RecordingNotFound,
+    RecordingStore,
+)
+from hotline.records.users import AccessDenied, Users
+from hotline.web import ACTOR_KEY, HealthReport, Routes, build_web_app, error, start_api
 
-ACTOR_KEY = web.RequestKey("actor", Actor)
-
-
-@dataclass
-class _Session:
-    actor: Actor
-    expires: float
-
-
-class Sessions:
-    """Bearer tokens in memory, stored only as hashes; they expire."""
-
-    def __init__(self, ttl_s: float) -> None:
-        self.ttl_s = ttl_s
-        self._by_hash: dict[str, _Session] = {}
-
-    @staticmethod
-    def _key(token: str) -> str:
-        return hashlib.sha256(token.encode()).hexdigest()
-
-    def open(self, actor: Actor) -> tuple[str, float]:
-        token = secrets.token_urlsafe(32)
-        expires = time.time() + self.ttl_s
-        self._by_hash[self._key(token)] = _Session(actor, expires)
-        return token, expires
-
-    def lookup(self, token: str) -> tuple[Actor | None, bool]:
-        """(actor, expired)."""
-        s = self._by_hash.get(self._key(token))
-        if s is None:
-            return None, False
-        if s.expires < time.time():
-            del self._by_hash[self._key(token)]
-            return None, True
-        return s.actor, False
+__all__ = ["build_app", "recording_routes", "start_api"]
 
 
-def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
-
-
-def build_app(
-    store: RecordingStore,
-    users: Users,
-    session_ttl_s: float = 8 * 3600,
-    health: Callable[[], dict[str, Any]] | None = None,
-) -> web.Application:
-    sessions = Sessions(session_ttl_s)
-
-    @web.middleware
-    async def authenticate(request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.path in ("/api/session", "/health"):
-            return await handler(request)  # type: ignore[no-any-return]
-        header = request.headers.get("Authorization", "")
-        token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
-        actor, expired = sessions.lookup(token) if token else (None, False)
-        if actor is None:
-            why = "session expired" if expired else "no valid session"
-            await store.audit.record(
-                "anonymous", "http", request.path[:200], "denied", {"why": why}
-            )
-            return _error(401, why + ": POST /api/session first")
-        request[ACTOR_KEY] = actor
-        return await handler(request)  # type: ignore[no-any-return]
-
-    async def login(request: web.Request) -> web.Response:
-        try:
-            body = await request.json()
-            name, password = str(body["name"]), str(body["password"])
-        except (ValueError, KeyError, TypeError):
-            return _error(400, 'send JSON {"name": ..., "password": ...}')
-        actor = await users.authenticate(name, password)
-        if actor is None:
-            await store.audit.record(name[:64], "login", "", "denied")
-            return _error(401, "wrong name or password")
-        token, expires = sessions.open(actor)
-        await store.audit.record(actor.name, "login", "", "ok")
-        return web.json_response(
-            {
-                "token": token,
-                "role": sorted(actor.roles)[0],
-                "expires_at": datetime.fromtimestamp(expires, UTC).isoformat(),
-            }
-        )
+def recording_routes(store: RecordingStore) -> Routes:
+    """The recordings API's routes, for :func:`hotline.web.build_web_app`."""
 
     def _when(value: str | None) -> datetime | None:
         if value is None:
@@ -133,18 +55,20 @@ def build_app(
                 limit=limit,
             )
         except ValueError as e:
-            return _error(400, f"bad query: {e}")
+            return error(400, f"bad query: {e}")
         except AccessDenied as e:
-            return _error(403, str(e))
+            return error(403, str(e))
         return web.json_response([r.to_json() for r in found])
 
-    async def _open(request: web.Request, purpose: str) -> tuple[Any, Any] | web.Response:
+    async def _open(request: web.Request, purpose: str) -> tuple[Recording, Path] | web.Response:
         try:
             return await store.open(request[ACTOR_KEY], request.match_info["id"], purpose)
         except AccessDenied as e:
-            return _error(403, str(e))
+            return error(403, str(e))
+        except RecordingNotFound as e:
+            return error(404, str(e))
         except RecordingError as e:
-            return _error(404 if "no such" in str(e) else 500, str(e))
+            return error(500, str(e))
 
     async def metadata(request: web.Request) -> web.StreamResponse:
         opened = await _open(request, "search")
@@ -176,24 +100,26 @@ def build_app(
             },
         )
 
-    async def health_check(request: web.Request) -> web.Response:
-        """For load balancers and monitoring: 200 when every part is connected, else 503."""
-        report = health() if health is not None else {}
-        ok = all(part.get("connected", True) for part in report.values())
-        return web.json_response({"ok": ok, **report}, status=200 if ok else 503)
+    def add(app: web.Application) -> None:
+        app.router.add_get("/api/recordings", search)
+        app.router.add_get("/api/recordings/{id}", metadata)
+        app.router.add_get("/api/recordings/{id}/audio", audio)
+        app.router.add_get("/api/recordings/{id}/export", export)
 
-    app = web.Application(middlewares=[authenticate])
-    app.router.add_get("/health", health_check)
-    app.router.add_post("/api/session", login)
-    app.router.add_get("/api/recordings", search)
-    app.router.add_get("/api/recordings/{id}", metadata)
-    app.router.add_get("/api/recordings/{id}/audio", audio)
-    app.router.add_get("/api/recordings/{id}/export", export)
-    return app
+    return add
 
 
-async def start_api(app: web.Application, host: str, port: int) -> web.AppRunner:
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, host, port).start()
-    return runner
+def build_app(
+    store: RecordingStore,
+    users: Users,
+    session_ttl_s: float = 8 * 3600,
+    health: Callable[[], HealthReport] | None = None,
+) -> web.Application:
+    """The web application with only the recordings API (its tests and benchmarks)."""
+    return build_web_app(
+        users,
+        store.audit,
+        session_ttl_s=session_ttl_s,
+        health=health,
+        routes=[recording_routes(store)],
+    )

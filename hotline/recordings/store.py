@@ -50,7 +50,19 @@ CHUNK = 1 << 20
 
 
 class RecordingError(Exception):
-    """A recording cannot be found, served or changed; the message says why."""
+    """A recording cannot be found, served, stored or changed; the message says why."""
+
+
+class RecordingNotFound(RecordingError):
+    """No recording has that id (or the caller may not know that it exists)."""
+
+
+class IntegrityError(RecordingError):
+    """A stored file or a copy does not match the hash recorded for it."""
+
+
+class NotARecording(RecordingError):
+    """A spool file that is not one of ours (the name does not say which call it is)."""
 
 
 @dataclass
@@ -153,7 +165,7 @@ def _copy_verified(src: Path, tmp: Path, expected: str) -> None:
             fout.flush()
             os.fsync(fout.fileno())
         if h.hexdigest() != expected or _sha256(tmp) != expected:
-            raise RecordingError(f"copy of {src.name} does not match the original")
+            raise IntegrityError(f"copy of {src.name} does not match the original")
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -214,7 +226,7 @@ class RecordingStore:
         name = spool_file.name
         m = SPOOL_NAME.match(name)
         if m is None:
-            raise RecordingError(f"{name}: not a recording of ours (expected LINKEDID--LEG.wav)")
+            raise NotARecording(f"{name}: not a recording of ours (expected LINKEDID--LEG.wav)")
         async with self._db.sessions() as s:
             row = await s.scalar(select(RecordingRow).where(RecordingRow.source == name))
         if row is not None:
@@ -226,7 +238,7 @@ class RecordingStore:
             )
             if not intact:
                 if await asyncio.to_thread(_sha256, spool_file) != row.sha256:
-                    raise RecordingError(
+                    raise IntegrityError(
                         f"{name}: differs from the recording already stored "
                         "under this name; kept in the spool"
                     )
@@ -394,7 +406,7 @@ class RecordingStore:
             await self.audit.record(
                 actor.label, purpose, recording_id[:100], "refused", {"why": "malformed id"}
             )
-            raise RecordingError("no such recording")
+            raise RecordingNotFound("no such recording")
         if not actor.may(purpose):
             await self.audit.record(actor.label, purpose, recording_id, "denied")
             raise AccessDenied(f"{actor.name} may not {purpose} recordings")
@@ -404,13 +416,13 @@ class RecordingStore:
             await self.audit.record(
                 actor.label, purpose, recording_id, "refused", {"why": "unknown id"}
             )
-            raise RecordingError("no such recording")
+            raise RecordingNotFound("no such recording")
         path = (self.store_dir / row.path).resolve()
         if not path.is_relative_to(self.store_dir.resolve()):
             await self.audit.record(
                 actor.label, purpose, recording_id, "refused", {"why": "path outside the store"}
             )
-            raise RecordingError("no such recording")
+            raise RecordingNotFound("no such recording")
         if (
             not await asyncio.to_thread(path.exists)
             or await asyncio.to_thread(_sha256, path) != row.sha256
@@ -418,7 +430,7 @@ class RecordingStore:
             await self.audit.record(
                 actor.label, purpose, recording_id, "failed", {"why": "file missing or altered"}
             )
-            raise RecordingError("recording failed its integrity check; reported")
+            raise IntegrityError("recording failed its integrity check; reported")
         await self.audit.record(actor.label, purpose, recording_id, "ok", {"sha256": row.sha256})
         return recording_from_row(row), path
 
@@ -437,7 +449,7 @@ class RecordingStore:
                 else None
             )
             if row is None:
-                raise RecordingError("no such recording")
+                raise RecordingNotFound("no such recording")
             row.legal_hold, row.hold_reason = hold, (reason or None) if hold else None
         await self.audit.record(
             actor.label, "hold" if hold else "release", recording_id, "ok", {"reason": reason}

@@ -16,7 +16,7 @@ import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, NotRequired, TypedDict, cast
 
 from sqlalchemy import select
 
@@ -31,6 +31,48 @@ Outcome = Literal["in_progress", "self_served", "queued", "abandoned", "error", 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class Step(TypedDict):
+    """One node the caller went through (``ivr/flow/`` writes these).
+
+    The engine appends the step when it enters the node and fills it in while
+    the node runs, so a record saved mid-node (a callback booking) lacks ``ms``.
+    """
+
+    node: str  # node id
+    type: str  # node kind: the model class name, lower case (menu, collect, deflect, ...)
+    at_ms: int  # since the call entered the flow
+    ms: NotRequired[int]  # time spent in the node
+    result: NotRequired[str]  # how the node ended: an option key, "ok", "found", "else", ...
+    tries: NotRequired[list[str]]  # menu and collect: failed tries ("no_input", "invalid:7")
+    heard: NotRequired[list[str]]  # menu: what the recogniser heard, try by try
+    estimate_s: NotRequired[int | None]  # deflect: the wait estimate (None: nobody staffed)
+    estimate_method: NotRequired[str]  # deflect: how it was estimated
+    callback: NotRequired[str]  # deflect: the id of the callback booked
+    reason: NotRequired[str]  # transfer: why, placeholders filled in
+
+
+class Transcript(TypedDict):
+    """What the recogniser heard at a speech menu or listen node."""
+
+    node: str
+    text: str
+    confidence: float  # mean word confidence, 0..1
+    language: str
+    option: str | None  # the menu option understood (None: no confident match, or a listen node)
+    mode: NotRequired[str]  # menus only: "record" or "stream"
+    barged_in: NotRequired[bool]  # menus only: the caller spoke over the prompt
+
+
+class SelfService(TypedDict):
+    """A self-service task or deflection outcome in the IVR."""
+
+    task: str  # balance, pay_bill, deflection
+    outcome: str  # done, declined, paid; deflection: offered, declined, link_sent, ...
+    amount: NotRequired[float]  # pay_bill paid: in currency units
+    card: NotRequired[str]  # pay_bill paid: the card number, masked
+    queue: NotRequired[str]  # deflection: the queue the offer was for
 
 
 @dataclass(slots=True)
@@ -48,10 +90,11 @@ class Interaction:
     outcome: Outcome = "in_progress"
     queue: str | None = None
     intent: str | None = None
-    steps: list[dict[str, Any]] = field(default_factory=list)
-    inputs: dict[str, Any] = field(default_factory=dict)
-    transcripts: list[dict[str, Any]] = field(default_factory=list)
-    self_service: list[dict[str, Any]] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
+    # Node or variable -> what the caller entered (sensitive values masked).
+    inputs: dict[str, str] = field(default_factory=dict)
+    transcripts: list[Transcript] = field(default_factory=list)
+    self_service: list[SelfService] = field(default_factory=list)
     error: str | None = None
 
     @property
@@ -167,10 +210,11 @@ def _from_row(row: InteractionRow) -> Interaction:
         outcome=row.outcome,  # type: ignore[arg-type]
         queue=row.queue,
         intent=row.intent,
-        steps=list(row.steps or []),
-        inputs=dict(row.inputs or {}),
-        transcripts=list(row.transcripts or []),
-        self_service=list(row.self_service or []),
+        # The JSON columns hold what the engine wrote: the types above.
+        steps=cast(list[Step], list(row.steps or [])),
+        inputs=cast(dict[str, str], dict(row.inputs or {})),
+        transcripts=cast(list[Transcript], list(row.transcripts or [])),
+        self_service=cast(list[SelfService], list(row.self_service or [])),
         error=row.error,
     )
 

@@ -1,0 +1,63 @@
+"""Compliance recordings as one feature: the store, ingest as calls end, the sweep, the API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+from hotline.config import Config
+from hotline.recordings.http import recording_routes
+from hotline.recordings.ingest import CallIngest, sweep_forever
+from hotline.recordings.store import RecordingStore
+from hotline.records.audit import AuditLog
+from hotline.records.interactions import InteractionStore
+from hotline.storage.db import Database
+from hotline.web import Routes
+
+
+def build_store(cfg: Config, db: Database, interactions: InteractionStore) -> RecordingStore:
+    rc = cfg.recordings
+    return RecordingStore(
+        db,
+        store_dir=cfg.path(rc.store_dir),
+        spool_dir=cfg.path(rc.spool_dir),
+        audit=AuditLog(db),
+        interactions=interactions,
+        retention_days=dict(rc.retention_days),
+        default_retention_days=rc.default_retention_days,
+    )
+
+
+@dataclass(frozen=True)
+class RecordingsDeps:
+    db: Database
+    interactions: InteractionStore
+    # Whether a call is still going on (its files may still be written): the CTI knows.
+    is_live: Callable[[str], bool]
+
+
+@dataclass(frozen=True)
+class Recordings:
+    store: RecordingStore
+    ingest: CallIngest
+    routes: Routes
+
+
+@contextlib.asynccontextmanager
+async def setup(cfg: Config, deps: RecordingsDeps) -> AsyncIterator[Recordings]:
+    store = build_store(cfg, deps.db, deps.interactions)
+    ingest = CallIngest(store)
+    rc = cfg.recordings
+    sweeper = asyncio.get_running_loop().create_task(
+        sweep_forever(store, rc.min_age_s, rc.sweep_interval_s, deps.is_live),
+        name="recording-sweep",
+    )
+    try:
+        yield Recordings(store, ingest, recording_routes(store))
+    finally:
+        sweeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweeper
+        await ingest.drain()

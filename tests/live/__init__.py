@@ -1,0 +1,1 @@
+"""The live tier: see tests/README.md."""

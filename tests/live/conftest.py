@@ -1,0 +1,184 @@
+"""Fixtures of the live tier: the real Asterisk sandbox, the IVR on 127.0.0.1:4573, the CTI.
+
+Every test here is marked ``live`` and ``asterisk`` (tests/conftest.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import socket
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from cti.ami import AmiClient
+from cti.bus import AmiEventBus
+from cti.mqtt import MqttPublisher
+from cti.setup import Cti
+from cti.state import CallCenter
+from harness.mqtt import Inbox, subscribe
+from harness.wait import wait_for
+from hotline.config import Config, load_config
+from hotline.recordings.store import RecordingStore
+from hotline.records.customers import CustomerDirectory
+from hotline.records.interactions import InteractionStore
+from hotline.storage.db import Database
+from ivr.flow.engine import Services
+from tests.support.paths import REPO
+
+# -- the real Asterisk sandbox ---------------------------------------------------------------
+
+
+def _sandbox(cmd: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(REPO / "scripts" / "sandbox.sh"), cmd], capture_output=True, text=True, timeout=600
+    )
+
+
+@pytest.fixture(scope="session")
+def asterisk() -> Iterator[None]:
+    """Asterisk 22 running with the demo site's configs (started once per session)."""
+    was_running = _sandbox("status").returncode == 0
+    up = _sandbox("up")
+    if up.returncode != 0:
+        pytest.fail(f"the Asterisk sandbox did not start:\n{up.stderr[-3000:]}")
+    yield
+    if not was_running:
+        _sandbox("down")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def live_config(**overrides: str) -> Config:
+    """The demo site's configuration (as `make demo` runs it), with the test's own parts."""
+    return load_config(REPO / "hotline.toml", environ=overrides)
+
+
+@pytest.fixture(scope="session")
+async def live_records(
+    asterisk: None, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[tuple[Database, CustomerDirectory, InteractionStore]]:
+    """A fresh SQLite database with the demo customers, shared by the IVR and the CTI."""
+    tmp = tmp_path_factory.mktemp("live")
+    database = Database(f"sqlite+aiosqlite:///{tmp / 'hotline.db'}")
+    await database.migrate()
+    directory = CustomerDirectory(database)
+    await directory.import_csv(REPO / "dialplans" / "data" / "customers.csv")
+    interactions = InteractionStore(database)
+    try:
+        yield database, directory, interactions
+    finally:
+        await interactions.close()
+        await database.close()
+
+
+@pytest.fixture(scope="session")
+async def live_server(
+    live_records: tuple[Database, CustomerDirectory, InteractionStore],
+) -> AsyncIterator[Services]:
+    """``hotline serve``'s IVR side on 127.0.0.1:4573, built as `hotline serve` builds it."""
+    from ivr import setup as ivr_feature
+
+    _db, directory, interactions = live_records
+    # The AudioSocket on a free port: a `hotline serve` left running must not clash on it
+    # (the IVR tells Asterisk the address on each call).
+    cfg = live_config(HOTLINE_SPEECH__AUDIOSOCKET_PORT=str(free_port()))
+    try:
+        feature = ivr_feature.setup(cfg, ivr_feature.IvrDeps(directory, interactions))
+        ivr = await feature.__aenter__()
+    except OSError as e:
+        pytest.fail(
+            f"cannot listen on 127.0.0.1:4573 ({e}): is `hotline serve` running? (make demo-stop)"
+        )
+    try:
+        yield ivr.services
+    finally:
+        await feature.__aexit__(None, None, None)
+
+
+@dataclass(frozen=True)
+class LiveCti:
+    """The CTI feature on the real AMI, and the private recording store its calls go to."""
+
+    cti: Cti
+    recordings: RecordingStore
+
+    @property
+    def ami(self) -> AmiClient:
+        return self.cti.ami
+
+    @property
+    def state(self) -> CallCenter:
+        return self.cti.state
+
+    @property
+    def publisher(self) -> MqttPublisher:
+        return self.cti.publisher
+
+    @property
+    def bus(self) -> AmiEventBus:
+        return self.cti.bus
+
+    def count_deflection(self, queue: str, what: str) -> None:
+        self.cti.service.count_deflection(queue, what)
+
+    async def drained(self) -> None:
+        await self.cti.service.drained()
+
+
+@pytest.fixture(scope="session")
+async def cti_live(
+    live_records: tuple[Database, CustomerDirectory, InteractionStore],
+    live_server: Services,
+) -> AsyncIterator[tuple[LiveCti, Inbox, str]]:
+    """The CTI on the real AMI, publishing to the real Mosquitto under a private prefix.
+
+    Built as `hotline serve` builds it (cti and recordings features, the recordings
+    subscribed to the CTI's call_ended), into a private recording store; the spool
+    is the real one MixMonitor writes to.
+    """
+    from cti import setup as cti_feature
+    from hotline.recordings import setup as recordings_feature
+
+    db, directory, interactions = live_records
+    prefix = f"hotline-test-{uuid.uuid4().hex[:8]}"
+    store_dir = REPO / ".run" / f"test-store-{prefix}"
+    cfg = live_config(
+        HOTLINE_MQTT__PREFIX=prefix,
+        HOTLINE_MQTT__CLIENT_ID=f"{prefix}-server",
+        HOTLINE_AMI__RECONNECT_MIN_S="0.2",
+        HOTLINE_AMI__RECONNECT_MAX_S="1.0",
+        HOTLINE_RECORDINGS__STORE_DIR=str(store_dir),
+    )
+    secret = (REPO / ".run" / "ami_secret").read_text().strip()
+    inbox = Inbox()
+    ready = asyncio.Event()
+    sub = asyncio.create_task(subscribe("127.0.0.1", 1883, f"{prefix}/#", inbox, ready))
+    await asyncio.wait_for(ready.wait(), 10)
+    async with contextlib.AsyncExitStack() as stack:
+        cti = await stack.enter_async_context(
+            cti_feature.setup(cfg, cti_feature.CtiDeps(directory, interactions, secret))
+        )
+        recordings = await stack.enter_async_context(
+            recordings_feature.setup(
+                cfg, recordings_feature.RecordingsDeps(db, interactions, cti.state.call_live)
+            )
+        )
+        cti.service.call_ended.subscribe(recordings.ingest.on_call_ended)
+        await cti.connect()
+        await wait_for(lambda: cti.ami.logged_in and cti.state.agents, timeout=10)
+        try:
+            yield LiveCti(cti, recordings.store), inbox, prefix
+        finally:
+            shutil.rmtree(store_dir, ignore_errors=True)
+            sub.cancel()

@@ -1,0 +1,1 @@
+"""The unit tier: see tests/README.md."""
