@@ -37,11 +37,11 @@ sys.path.insert(0, str(REPO))
 from cti import setup as cti_feature  # noqa: E402
 from cti.ami import AmiEvent, parse_message, split_messages  # noqa: E402
 from cti.state import CallCenter  # noqa: E402
+from harness.mqtt import Inbox, subscribe  # noqa: E402
 from hotline.config import Config, load_config  # noqa: E402
 from hotline.records.customers import CustomerDirectory  # noqa: E402
 from hotline.records.interactions import InteractionStore  # noqa: E402
 from hotline.storage.db import Database  # noqa: E402
-from tests.conftest import Inbox, subscribe  # noqa: E402
 
 TRANSCRIPT = REPO / "tests" / "data" / "ami" / "queue_calls.ami"
 

@@ -42,6 +42,8 @@ class _Section(BaseModel):
 
 
 Port = Annotated[int, Field(ge=1, le=65535)]
+# How a speech menu hears the caller: RECORD FILE then recognise, or AudioSocket live.
+SpeechMode = Literal["record", "stream"]
 
 
 class ServerConfig(_Section):
@@ -158,7 +160,7 @@ class SpeechConfig(_Section):
     # "record": AGI RECORD FILE (silence detection), then recognise the file.
     # "stream": Asterisk's AudioSocket: prompt played through it (barge-in),
     #           recognised while the caller speaks, result at end of speech.
-    mode: Literal["record", "stream"] = "stream"
+    mode: SpeechMode = "stream"
     audiosocket_host: str = "127.0.0.1"
     audiosocket_port: Port = 4574
     # Streaming: how long the caller must be quiet before their utterance is

@@ -15,8 +15,6 @@ import pytest
 # Helpers in tests/support assert too: let pytest explain their failures.
 pytest.register_assert_rewrite("tests.support")
 
-# bench/cti_bench.py imports Inbox and subscribe from here; they live in harness.mqtt now.
-from harness.mqtt import Inbox, subscribe  # noqa: E402, F401
 from hotline.config import Config, load_config  # noqa: E402
 from tests.support.paths import REPO  # noqa: E402
 

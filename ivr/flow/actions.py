@@ -8,18 +8,39 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from ivr.flow.cards import expiry_ok, luhn_ok, mask
 from ivr.flow.node import Step
 from ivr.flow.placeholders import spoken_amount
 
 if TYPE_CHECKING:
-    from ivr.flow.engine import CallSession
-    from ivr.flow.nodes.action import Action
+    from ivr.flow.prompt import Prompt
+    from ivr.flow.session import Session
+
+
+class ActionNode(Protocol):
+    """What an action sees of its ``action`` node (:class:`ivr.flow.nodes.action.Action`).
+
+    A protocol, not the class: the node module imports this registry, so
+    this module does not import it back.
+    """
+
+    @property
+    def args(self) -> Mapping[str, str]: ...
+
+    @property
+    def next(self) -> str: ...
+
+    @property
+    def prompt(self) -> Prompt: ...
+
+    def failed(self, session: Session) -> str:
+        """Where a failed action goes: ``on_error``, else an agent (raises ``Handoff``)."""
+
 
 # Does the work; returns the next node id (the node's ``next`` or ``on_error``).
-ActionRun = Callable[["CallSession", "Action", Step], Awaitable[str | None]]
+ActionRun = Callable[["Session", ActionNode, Step], Awaitable[str | None]]
 # Checks the node's ``args`` (as written) against the flow's languages when the
 # flow is loaded; returns what is wrong, or None.
 ArgsCheck = Callable[[Mapping[object, object], tuple[str, ...]], str | None]
@@ -55,7 +76,7 @@ def _language_is_the_flows(args: Mapping[object, object], languages: tuple[str, 
 
 
 @register("set_language", needs_customer=False, check=_language_is_the_flows)
-async def set_language(session: CallSession, node: Action, step: Step) -> str | None:
+async def set_language(session: Session, node: ActionNode, step: Step) -> str | None:
     lang = node.args.get("language", "")
     if lang not in session.flow.languages:
         raise ValueError(f"set_language: {lang!r} is not a language of this flow")
@@ -65,7 +86,7 @@ async def set_language(session: CallSession, node: Action, step: Step) -> str | 
 
 
 @register("say_balance")
-async def say_balance(session: CallSession, node: Action, step: Step) -> str | None:
+async def say_balance(session: Session, node: ActionNode, step: Step) -> str | None:
     await session.play(node.prompt, "")
     session.interaction.self_service.append({"task": "balance", "outcome": "done"})
     step["result"] = "done"
@@ -73,7 +94,7 @@ async def say_balance(session: CallSession, node: Action, step: Step) -> str | N
 
 
 @register("pay_bill")
-async def pay_bill(session: CallSession, node: Action, step: Step) -> str | None:
+async def pay_bill(session: Session, node: ActionNode, step: Step) -> str | None:
     """The demo's payment back end books the balance as paid."""
     customer = session.customer
     assert customer is not None  # needs_customer

@@ -27,11 +27,14 @@ from hotline.logs import call_id_var
 from hotline.records.customers import Customer
 from hotline.records.interactions import Interaction, utcnow
 from ivr.agi import DIGITS, AgiChannel, AgiCommandFailed, AgiError, AgiHangup
-from ivr.flow import model as m
 from ivr.flow.cards import expiry_ok, luhn_ok, mask
+from ivr.flow.condition import Condition
+from ivr.flow.flow import Flow
 from ivr.flow.node import Handoff, Step
 from ivr.flow.placeholders import Resolver, Scope, spoken_amount, spoken_date
+from ivr.flow.prompt import Prompt
 from ivr.flow.services import Services
+from ivr.flow.session import Session
 from ivr.speech import Recognition, SpeechUnavailable
 
 __all__ = [
@@ -70,7 +73,7 @@ class CallSession:
     def __init__(
         self,
         channel: AgiChannel,
-        flow: m.Flow,
+        flow: Flow,
         services: Services,
         call_id: str,
         caller_lookup: asyncio.Task[Customer | None] | None = None,
@@ -86,7 +89,7 @@ class CallSession:
         self.vars: dict[str, str] = {}
         self.secrets: dict[str, str] = {}  # sensitive inputs: memory only, never stored
         self.pending_digit: str | None = None
-        self._stack: list[tuple[m.Flow, str]] = []
+        self._stack: list[tuple[Flow, str]] = []
         self._t0 = time.monotonic()
         self.interaction = Interaction(
             id=uuid.uuid4().hex,
@@ -192,7 +195,7 @@ class CallSession:
         minute = now.hour * 60 + now.minute
         return any(a <= minute < b for a, b in hours.spans.get(now.weekday(), ()))
 
-    def holds(self, cond: m.Condition) -> bool:
+    def holds(self, cond: Condition) -> bool:
         r = Resolver(self.scope())
         for cl in cond.clauses:
             v = r.lookup(cl.path)
@@ -214,7 +217,7 @@ class CallSession:
                 return False
         return True
 
-    async def paths(self, prompt: m.Prompt) -> list[str]:
+    async def paths(self, prompt: Prompt) -> list[str]:
         scope = self.scope()
         out = []
         for part in prompt.parts:
@@ -226,7 +229,7 @@ class CallSession:
                 out.append(await self.services.prompts.ensure(text, lang))
         return out
 
-    async def play(self, prompt: m.Prompt, escape: str) -> str | None:
+    async def play(self, prompt: Prompt, escape: str) -> str | None:
         """Play every part; stop at the first escape digit pressed."""
         for path in await self.paths(prompt):
             try:
@@ -239,7 +242,7 @@ class CallSession:
                 return digit
         return None
 
-    async def play_interruptible(self, prompt: m.Prompt) -> None:
+    async def play_interruptible(self, prompt: Prompt) -> None:
         """Greeting-style prompts: a key pressed here counts for the next menu."""
         if self.pending_digit is None:
             self.pending_digit = await self.play(prompt, DIGITS)
@@ -327,7 +330,7 @@ class CallSession:
             # The caller's voice is personal data: keep the transcript, not the audio.
             await asyncio.to_thread(host_file.unlink, True)
 
-    async def host_paths(self, prompt: m.Prompt) -> list[Path]:
+    async def host_paths(self, prompt: Prompt) -> list[Path]:
         """Prompt parts as files on this host (for streaming them ourselves)."""
         scope = self.scope()
         prompts = self.services.prompts
@@ -358,6 +361,16 @@ class CallSession:
             ChannelVar.CUSTOMER, str(self.customer.id) if self.customer else ""
         )
         log.info("caller handed to queue", extra={"queue": queue, "outcome": outcome})
+
+
+def _is_a_session(session: CallSession) -> Session:
+    """Never called: mypy checks here that ``CallSession`` is a ``Session``.
+
+    Nodes and actions are typed against the :class:`~ivr.flow.session.Session`
+    protocol, not this class, so nothing else would notice a member they use
+    going missing or changing type here until a call failed.
+    """
+    return session
 
 
 _lookups: set[asyncio.Task[Customer | None]] = set()

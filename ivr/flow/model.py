@@ -1,14 +1,15 @@
 """Call flows as data: a flow is named nodes.  Built by :mod:`ivr.flow.loader`.
 
-Each node type is defined in its own module under :mod:`ivr.flow.nodes`;
-they are re-exported here, where the rest of Hotline has always found them.
+Each node type is defined in its own module under :mod:`ivr.flow.nodes`, and
+``Flow`` in :mod:`ivr.flow.flow`; they are re-exported here, where the rest of
+Hotline has always found them.  The engine and the services name
+:mod:`ivr.flow.flow` instead: they must not depend on the node modules.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from ivr.flow.condition import Clause, Condition, Op
+from ivr.flow.flow import BusinessHours, Flow
 from ivr.flow.node import Exit, Node
 from ivr.flow.nodes.action import Action
 from ivr.flow.nodes.branch import Branch, BranchCase
@@ -66,31 +67,3 @@ AnyNode = Node
 def targets(node: Node) -> list[tuple[str, str]]:
     """(field, node id) for every node this node can lead to."""
     return [(e.field, e.target) for e in node.targets()]
-
-
-@dataclass(frozen=True, slots=True)
-class BusinessHours:
-    # weekday (0=Monday) -> list of (start_minute, end_minute)
-    spans: dict[int, tuple[tuple[int, int], ...]]
-    timezone: str
-
-
-@dataclass(frozen=True, slots=True)
-class Flow:
-    name: str
-    file: str
-    languages: tuple[str, ...]
-    start: str
-    nodes: dict[str, Node]
-    agent_queue: str
-    description: str = ""
-    hours: BusinessHours | None = None
-
-    @property
-    def default_language(self) -> str:
-        return self.languages[0]
-
-    @property
-    def looks_up_caller(self) -> bool:
-        """Whether the flow asks the directory who is calling (by caller ID)."""
-        return any(n.looks_up_caller for n in self.nodes.values())

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, ClassVar, NamedTuple
 from hotline.records import interactions
 
 if TYPE_CHECKING:
-    from ivr.flow.engine import CallSession
     from ivr.flow.parsing import NodeSource
+    from ivr.flow.session import Session
 
 # One entry of the interaction record's ``steps`` (which keys depend on the node type).
 Step = interactions.Step
@@ -53,7 +53,7 @@ class Node(ABC):
         """Read the node from its mapping, reporting every problem through ``src``."""
 
     @abstractmethod
-    async def run(self, session: CallSession, step: Step) -> str | None:
+    async def run(self, session: Session, step: Step) -> str | None:
         """Do the node's work; return the next node id (None: the call is over).
 
         Raise :class:`Handoff` to send the caller to a queue.

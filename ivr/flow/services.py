@@ -6,13 +6,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from hotline.config import SpeechMode
 from hotline.deflection.callbacks import DEFAULT_NUMBER_PATTERN, CallbackStore
 from hotline.deflection.notify import Notifier
 from hotline.erlang_c import WaitEstimate
 from hotline.records.customers import CustomerDirectory
 from hotline.records.interactions import InteractionStore
 from ivr.audiosocket import AudioSocketServer, StreamingListener
-from ivr.flow import model as m
+from ivr.flow.flow import Flow
 from ivr.prompts import PromptCache
 from ivr.speech import SpeechRecognizer
 
@@ -22,7 +23,7 @@ class Services:
     prompts: PromptCache
     directory: CustomerDirectory
     interactions: InteractionStore
-    flows: dict[str, m.Flow]
+    flows: dict[str, Flow]
     fallback_queue: str = "support"
     speech: SpeechRecognizer | None = None
     # Where caller utterances are recorded: as Hotline and as Asterisk see it.
@@ -30,7 +31,7 @@ class Services:
     asr_asterisk: str = "/srv/hotline/recordings/asr"
     min_confidence: float = 0.5
     # "record": RECORD FILE then recognise; "stream": AudioSocket, recognised live.
-    speech_mode: str = "record"
+    speech_mode: SpeechMode = "record"
     audiosocket: AudioSocketServer | None = None
     # Streaming: quiet that ends an utterance naming an option whole / otherwise.
     complete_timeout_s: float = StreamingListener.EARLY_S

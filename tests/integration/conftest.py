@@ -23,6 +23,7 @@ from hotline.storage.db import Database
 from ivr.flow.engine import Services
 from ivr.flow.loader import load_flows
 from ivr.prompts import PromptCache
+from tests.support.flows import ServicesFor, load_inline_flows, write_customers
 from tests.support.paths import REPO
 
 PG_ADMIN = os.environ.get("HOTLINE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -79,3 +80,37 @@ async def services(db: Database, prompt_dir: Path, demo_config: Config) -> Async
     )
     yield services
     await services.interactions.close()
+
+
+@pytest.fixture
+async def flow_services(
+    db: Database, prompt_dir: Path, demo_config: Config, tmp_path: Path
+) -> AsyncIterator[ServicesFor]:
+    """Services as ``services`` builds them, for flows and customers a test writes inline.
+
+    ``await flow_services(FLOW, ..., customers=ROWS)``: the flows are YAML texts,
+    loaded with the real loader (tests.support.flows); the directory holds only
+    the customers in ``ROWS`` (CSV rows under the import header,
+    ``tests.support.flows.CUSTOMER_HEADER``).  Nothing is read from
+    ``dialplans/``, so editing the demo site does not change what these tests run.
+    """
+    built: list[Services] = []
+
+    async def build(*flows: str, customers: str = "") -> Services:
+        n = len(built)
+        directory = CustomerDirectory(db)
+        if customers:
+            await directory.import_csv(write_customers(tmp_path / f"customers{n}.csv", customers))
+        services = Services(
+            prompts=PromptCache(prompt_dir, "/srv/hotline/prompts", dict(demo_config.tts.voices)),
+            directory=directory,
+            interactions=InteractionStore(db),
+            flows=load_inline_flows(tmp_path / f"flows{n}", *flows),
+            fallback_queue="support",
+        )
+        built.append(services)
+        return services
+
+    yield build
+    for services in built:
+        await services.interactions.close()

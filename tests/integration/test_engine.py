@@ -1,42 +1,77 @@
-"""The call-flow engine against a scripted AGI peer, on SQLite and PostgreSQL."""
+"""The call-flow engine against a scripted AGI peer, on SQLite and PostgreSQL.
+
+Each behaviour runs on a small flow written here, with only the nodes it
+needs, and on customers written here: nothing comes from ``dialplans/``, so
+editing the demo site does not break these tests.  The demo site's own
+journeys are checked in test_demo_site.py.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from datetime import date
 from pathlib import Path
 from typing import NoReturn, cast
 
 import pytest
 
 from hotline.records.interactions import Interaction
-from ivr.flow.engine import CallRouter, Services
-from ivr.server import FastAgiServer
+from ivr.flow.engine import Services
 from ivr.speech import Recognition, SpeechRecognizer
 from tests.support.fake_asterisk import FakeCall
+from tests.support.flows import ServicesFor, dial
 from tests.support.records import finished_record
 
 CARD = "4111111111111111"
+# A valid expiry (MMYY) for years to come: December, three years from now.
+EXPIRY = f"12{(date.today().year + 3) % 100:02d}"
 
-
-@pytest.fixture
-async def server(services: Services) -> AsyncIterator[FastAgiServer]:
-    srv = FastAgiServer(CallRouter(services), "127.0.0.1", 0)
-    await srv.start()
-    yield srv
-    await srv.stop()
+# name,phone,account,language,balance,last_bill_date,last_bill_amount,bill_due_date,open_ticket
+CUSTOMERS = """\
+Erin Park,5550100,900100,en,42.00,2026-11-01,42.00,2026-11-30,
+Omar Reyes,5550101,900101,en,120.75,2026-11-10,120.75,,
+"""
+ERIN = "5550100"  # has a bill of 42 dollars due on November 30
+OMAR_ACCOUNT = "900101"  # balance 120.75, no bill due
 
 
 async def record(services: Services, call: FakeCall) -> Interaction:
     return await finished_record(services, call.linkedid)
 
 
+def played(services: Services, call: FakeCall, text: str, language: str = "en") -> bool:
+    """Whether the caller was played the prompt with that text."""
+    return services.prompts.asterisk_path(text, language) in call.played
+
+
+def stream_files(call: FakeCall) -> list[str]:
+    return [c for c in call.commands if c.startswith("STREAM FILE")]
+
+
+# -- Call id -----------------------------------------------------------------------------
+
+SAY_THEN_QUEUE = """\
+flow: say_then_queue
+start: hello
+nodes:
+  hello:
+    type: say
+    say: "Welcome."
+    next: to_billing
+  to_billing:
+    type: queue
+    queue: billing
+"""
+
+
 async def test_the_call_id_comes_from_the_dialplan_argument_or_is_asked_for(
-    server: FastAgiServer, services: Services
+    flow_services: ServicesFor,
 ) -> None:
-    asked = await FakeCall(keys=["1", "0"], linkedid="1700000000.7").run(server.port)
+    services = await flow_services(SAY_THEN_QUEUE)
+    asked = await dial(services, FakeCall(script="say_then_queue", linkedid="1700000000.7"))
     assert asked.commands[0].startswith("GET FULL VARIABLE")
-    given = await FakeCall(keys=["1", "0"], linkedid="1700000000.8", linkedid_argument=True).run(
-        server.port
+    given = await dial(
+        services,
+        FakeCall(script="say_then_queue", linkedid="1700000000.8", linkedid_argument=True),
     )
     # One round trip less before the greeting: the first command plays it.
     assert given.commands[0].startswith("STREAM FILE")
@@ -46,72 +81,234 @@ async def test_the_call_id_comes_from_the_dialplan_argument_or_is_asked_for(
         assert it.call_id == call.linkedid and it.queue == "billing"
 
 
-async def test_billing_then_agent_reaches_billing_queue(
-    server: FastAgiServer, services: Services
+# -- Menus -------------------------------------------------------------------------------
+
+# One menu; 0 and exhausted retries go to the flow's agent queue (not the fallback).
+ONE_MENU = """\
+flow: one_menu
+agent_queue: front_desk
+start: main_menu
+nodes:
+  main_menu:
+    type: menu
+    say: "For billing, press 1."
+    options:
+      - key: "1"
+        goto: to_billing
+  to_billing:
+    type: queue
+    queue: billing
+"""
+
+# A menu leading to a sub-menu with an agent queue of its own.
+SUBMENU = """\
+flow: submenu
+agent_queue: front_desk
+start: main_menu
+nodes:
+  main_menu:
+    type: menu
+    say: "For billing, press 1."
+    options:
+      - key: "1"
+        intent: billing
+        goto: billing_menu
+  billing_menu:
+    type: menu
+    say: "For your balance, press 1."
+    options:
+      - key: "1"
+        goto: main_menu
+    agent_queue: billing
+"""
+
+# A greeting before a menu, whose options lead to another menu.
+GREETING = """\
+flow: greeting
+agent_queue: front_desk
+start: greeting
+nodes:
+  greeting:
+    type: say
+    say: "Welcome."
+    next: main_menu
+  main_menu:
+    type: menu
+    say: "For billing, press 1. For support, press 2."
+    options:
+      - key: "1"
+        intent: billing
+        goto: to_billing
+      - key: "2"
+        intent: support
+        goto: support_menu
+  support_menu:
+    type: menu
+    say: "If your internet is down, press 1."
+    options:
+      - key: "1"
+        goto: main_menu
+    agent_queue: support
+  to_billing:
+    type: queue
+    queue: billing
+"""
+
+
+async def test_zero_in_a_submenu_reaches_its_agent_queue_with_the_intent(
+    flow_services: ServicesFor,
 ) -> None:
-    call = await FakeCall(keys=["1", "0"]).run(server.port)
+    services = await flow_services(SUBMENU)
+    call = await dial(services, FakeCall(script="submenu", keys=["1", "0"]))
     assert call.variables["HOTLINE_QUEUE"] == "billing"
     it = await record(services, call)
     assert it.outcome == "queued" and it.queue == "billing"
-    assert it.path == ["identify", "greet_caller", "main_menu", "billing_menu"]
+    assert it.path == ["main_menu", "billing_menu"]
     assert it.intent == "billing"
     assert call.variables["HOTLINE_INTERACTION"] == it.id
     assert call.variables["HOTLINE_INTENT"] == "billing"
 
 
 async def test_key_pressed_during_greeting_counts_for_the_menu(
-    server: FastAgiServer, services: Services
+    flow_services: ServicesFor,
 ) -> None:
+    services = await flow_services(GREETING)
     # "!2" = pressed while the welcome is still playing.
-    call = await FakeCall(keys=["!2", "0"]).run(server.port)
+    call = await dial(services, FakeCall(script="greeting", keys=["!2", "0"]))
     it = await record(services, call)
-    assert it.path[:4] == ["identify", "greet_caller", "main_menu", "support_menu"]
+    assert it.path == ["greeting", "main_menu", "support_menu"]
+    assert it.inputs["main_menu"] == "2"
     assert it.queue == "support"
     # The main menu prompt was never played: the key had already chosen.
-    main_menu_plays = [p for p in call.played if p.endswith(".wav")]
-    assert main_menu_plays == []
-    assert (
-        len([c for c in call.commands if c.startswith("STREAM FILE")]) == 2
-    )  # greeting + support menu
+    assert not played(services, call, "For billing, press 1. For support, press 2.")
+    assert len(stream_files(call)) == 2  # greeting + support menu
+    assert played(services, call, "If your internet is down, press 1.")
 
 
-async def test_zero_reaches_an_agent_from_the_main_menu(
-    server: FastAgiServer, services: Services
+async def test_zero_reaches_the_flows_agent_queue_from_a_menu_without_a_zero_option(
+    flow_services: ServicesFor,
 ) -> None:
-    call = await FakeCall(keys=["0"]).run(server.port)
-    assert call.variables["HOTLINE_QUEUE"] == "support"
-
-
-async def test_retries_exhausted_go_to_an_agent(server: FastAgiServer, services: Services) -> None:
-    call = await FakeCall(keys=[None, "7", None]).run(server.port)
+    services = await flow_services(ONE_MENU)
+    call = await dial(services, FakeCall(script="one_menu", keys=["0"]))
+    assert call.variables["HOTLINE_QUEUE"] == "front_desk"
     it = await record(services, call)
-    assert it.outcome == "queued" and it.queue == "support"
+    assert it.outcome == "queued"
+    menu_step = next(s for s in it.steps if s["node"] == "main_menu")
+    assert menu_step["result"] == "agent"
+
+
+async def test_retries_exhausted_go_to_an_agent(flow_services: ServicesFor) -> None:
+    services = await flow_services(ONE_MENU)
+    call = await dial(services, FakeCall(script="one_menu", keys=[None, "7", None]))
+    it = await record(services, call)
+    assert it.outcome == "queued" and it.queue == "front_desk"
     menu_step = next(s for s in it.steps if s["node"] == "main_menu")
     assert menu_step["tries"] == ["no_input", "invalid:7", "no_input"]
     assert menu_step["result"] == "retries_exhausted"
+    assert played(services, call, "Please hold, an agent will be with you shortly.")
 
 
-async def test_known_caller_is_greeted_by_name_and_offered_the_bill(
-    server: FastAgiServer, services: Services
+# -- Customers: placeholders, collect, payment, balance ---------------------------------------
+
+PERSONAL = """\
+flow: personal
+agent_queue: front_desk
+start: identify
+nodes:
+  identify:
+    type: lookup
+    by: caller_id
+    found: greet_customer
+    not_found: to_agent
+  greet_customer:
+    type: say
+    say: "Hello {customer.first_name}, welcome back."
+    next: bill_due
+  bill_due:
+    type: branch
+    when:
+      - if: customer.has_bill_due
+        goto: pay_offer
+    else: to_agent
+  pay_offer:
+    type: menu
+    say: "You have a bill of {customer.balance_spoken} dollars
+      due on {customer.bill_due_spoken}. To pay it now, press 1."
+    options:
+      - key: "1"
+        goto: to_agent
+  to_agent:
+    type: queue
+    queue: front_desk
+"""
+
+
+async def test_known_caller_hears_their_own_details_through_placeholders(
+    flow_services: ServicesFor,
 ) -> None:
-    call = await FakeCall(caller="5551234", keys=["2", "0"]).run(server.port)
+    services = await flow_services(PERSONAL, customers=CUSTOMERS)
+    call = await dial(services, FakeCall(script="personal", caller=ERIN, keys=["0"]))
     it = await record(services, call)
     assert it.customer_id is not None
-    assert it.path[:4] == ["identify", "greet_customer", "bill_due", "pay_offer"]
-    name_prompt = services.prompts.asterisk_path("Hello Alice, welcome back to Hotline.", "en")
+    assert call.variables["HOTLINE_CUSTOMER"] == str(it.customer_id)
+    assert it.path == ["identify", "greet_customer", "bill_due", "pay_offer"]
+    name_prompt = services.prompts.asterisk_path("Hello Erin, welcome back.", "en")
     assert call.played[0] == name_prompt
-    offer = services.prompts.asterisk_path(
-        "You have a bill of 42 dollars due on November 30. To pay it now, press 1. "
-        "For anything else, press 2.",
-        "en",
+    assert played(
+        services,
+        call,
+        "You have a bill of 42 dollars due on November 30. To pay it now, press 1.",
     )
-    assert offer in call.played
 
 
-async def test_known_caller_pays_bill_card_digits_masked(
-    server: FastAgiServer, services: Services
-) -> None:
-    call = await FakeCall(caller="5551234", keys=["1", CARD + "#", "1230", "2"]).run(server.port)
+PAYMENT = """\
+flow: payment
+start: identify
+nodes:
+  identify:
+    type: lookup
+    by: caller_id
+    found: card_number
+    not_found: billing_agent
+  card_number:
+    type: collect
+    say: "Please enter your card number, then press hash."
+    var: card
+    min_digits: 13
+    max_digits: 19
+    validate: luhn
+    sensitive: true
+    next: card_expiry
+    on_fail: billing_agent
+  card_expiry:
+    type: collect
+    say: "Please enter the expiry date."
+    var: expiry
+    min_digits: 4
+    max_digits: 4
+    validate: expiry
+    sensitive: true
+    next: take_payment
+    on_fail: billing_agent
+  take_payment:
+    type: action
+    do: pay_bill
+    args: {card: card, expiry: expiry}
+    say: "Thank you. Your payment of {vars.paid_amount} dollars has been received."
+    next: goodbye
+    on_error: billing_agent
+  goodbye:
+    type: hangup
+    say: "Goodbye."
+  billing_agent:
+    type: queue
+    queue: billing
+"""
+
+
+async def test_known_caller_pays_bill_card_digits_masked(flow_services: ServicesFor) -> None:
+    services = await flow_services(PAYMENT, customers=CUSTOMERS)
+    call = await dial(services, FakeCall(script="payment", caller=ERIN, keys=[CARD + "#", EXPIRY]))
     it = await record(services, call)
     assert it.outcome == "self_served"
     assert call.hung_up_by_server
@@ -120,53 +317,179 @@ async def test_known_caller_pays_bill_card_digits_masked(
     assert it.self_service == [
         {"task": "pay_bill", "outcome": "paid", "amount": 42.0, "card": "************1111"}
     ]
-    customer = await services.directory.by_phone("5551234")
+    assert played(services, call, "Thank you. Your payment of 42 dollars has been received.")
+    customer = await services.directory.by_phone(ERIN)
     assert customer is not None and customer.balance_cents == 0
     # The card number appears nowhere in what we stored.
     assert CARD not in str(it.to_json())
 
 
-async def test_invalid_card_is_retried_then_agent(
-    server: FastAgiServer, services: Services
-) -> None:
-    call = await FakeCall(caller="5551234", keys=["1", "1234567812345678", "4111", "1111"]).run(
-        server.port
+async def test_invalid_card_is_retried_then_agent(flow_services: ServicesFor) -> None:
+    services = await flow_services(PAYMENT, customers=CUSTOMERS)
+    call = await dial(
+        services,
+        FakeCall(script="payment", caller=ERIN, keys=["1234567812345678", "4111", "1111"]),
     )
     it = await record(services, call)
     assert it.queue == "billing"
     step = next(s for s in it.steps if s["node"] == "card_number")
     assert step["result"] == "failed" and len(step["tries"]) == 3
+    assert "card_expiry" not in it.path
 
 
-async def test_unknown_caller_balance_by_account_number(
-    server: FastAgiServer, services: Services
-) -> None:
-    call = await FakeCall(keys=["1", "1", "100203", "2"]).run(server.port)
+BALANCE = """\
+flow: balance
+start: account_number
+nodes:
+  account_number:
+    type: collect
+    say: "Please enter your six digit account number, then press hash."
+    var: account
+    min_digits: 6
+    max_digits: 6
+    next: find_account
+    on_fail: billing_agent
+  find_account:
+    type: lookup
+    by: var:account
+    found: say_balance
+    not_found: billing_agent
+  say_balance:
+    type: action
+    do: say_balance
+    say: "Your balance is {customer.balance_spoken} dollars."
+    next: goodbye
+    on_error: billing_agent
+  goodbye:
+    type: hangup
+  billing_agent:
+    type: queue
+    queue: billing
+"""
+
+
+async def test_unknown_caller_balance_by_account_number(flow_services: ServicesFor) -> None:
+    services = await flow_services(BALANCE, customers=CUSTOMERS)
+    call = await dial(services, FakeCall(script="balance", keys=[OMAR_ACCOUNT]))
     it = await record(services, call)
     assert "say_balance" in it.path
-    assert it.inputs["account"] == "100203"
+    assert it.inputs["account"] == OMAR_ACCOUNT
     assert it.self_service == [{"task": "balance", "outcome": "done"}]
-    assert services.prompts.asterisk_path("Your balance is 120.75 dollars.", "en") in call.played
+    assert played(services, call, "Your balance is 120.75 dollars.")
 
 
-async def test_korean_branch_switches_language_and_takes_keys(
-    server: FastAgiServer, services: Services
+# -- Language --------------------------------------------------------------------------------
+
+BILINGUAL = """\
+flow: bilingual
+languages: [en, ko]
+start: main_menu
+nodes:
+  main_menu:
+    type: menu
+    say:
+      en: "For Korean, press 9."
+      ko: "한국어 서비스는 9번을 누르세요."
+    options:
+      - key: "9"
+        goto: korean
+  korean:
+    type: action
+    do: set_language
+    args: {language: ko}
+    next: korean_menu
+  korean_menu:
+    type: menu
+    say:
+      en: "For billing, press 1."
+      ko: "요금 문의는 1번을 누르세요."
+    options:
+      - key: "1"
+        intent: billing
+        goto: billing_agent
+  billing_agent:
+    type: queue
+    queue: billing
+    say:
+      en: "Connecting you to a billing agent."
+      ko: "요금 상담원을 연결해 드리겠습니다."
+"""
+
+
+async def test_set_language_switches_prompts_record_and_handoff(
+    flow_services: ServicesFor,
 ) -> None:
+    services = await flow_services(BILINGUAL)
     # No speech model in this test: the Korean menu works by DTMF alone.
-    call = await FakeCall(keys=["9", "1"]).run(server.port)
+    call = await dial(services, FakeCall(script="bilingual", keys=["9", "1"]))
     it = await record(services, call)
     assert it.language == "ko"
     assert it.path[-2:] == ["korean_menu", "billing_agent"]
     assert call.variables["HOTLINE_LANGUAGE"] == "ko"
     assert call.variables["HOTLINE_QUEUE"] == "billing"
-    assert services.prompts.asterisk_path("요금 상담원을 연결해 드리겠습니다.", "ko") in call.played
+    assert played(services, call, "For Korean, press 9.")
+    assert played(services, call, "요금 문의는 1번을 누르세요.", "ko")
+    assert played(services, call, "요금 상담원을 연결해 드리겠습니다.", "ko")
+    assert not played(services, call, "Connecting you to a billing agent.")
+
+
+# -- Hangups and failures ------------------------------------------------------------------------
+
+# A call with prompts, menu keys, digits, a lookup and an action: ten AGI
+# commands when nobody hangs up (the call id asked for, then the steps).
+ERRANDS = """\
+flow: errands
+start: greeting
+nodes:
+  greeting:
+    type: say
+    say: "Welcome."
+    next: main_menu
+  main_menu:
+    type: menu
+    say: "For your balance, press 1."
+    options:
+      - key: "1"
+        goto: account_number
+  account_number:
+    type: collect
+    say: "Please enter your six digit account number, then press hash."
+    var: account
+    min_digits: 6
+    max_digits: 6
+    next: find_account
+  find_account:
+    type: lookup
+    by: var:account
+    found: say_balance
+    not_found: goodbye
+  say_balance:
+    type: action
+    do: say_balance
+    say: "Your balance is {customer.balance_spoken} dollars."
+    next: anything_else
+  anything_else:
+    type: menu
+    say: "For the main menu, press 1. To end the call, press 2."
+    options:
+      - key: "1"
+        goto: main_menu
+      - key: "2"
+        goto: goodbye
+  goodbye:
+    type: hangup
+    say: "Goodbye."
+"""
 
 
 @pytest.mark.parametrize("after", range(1, 9))
 async def test_hangup_at_any_step_is_abandoned_and_nothing_written_after(
-    server: FastAgiServer, services: Services, after: int
+    flow_services: ServicesFor, after: int
 ) -> None:
-    call = await FakeCall(keys=["1", "1", "100203", "2"], hangup_after=after).run(server.port)
+    services = await flow_services(ERRANDS, customers=CUSTOMERS)
+    call = await dial(
+        services, FakeCall(script="errands", keys=["1", OMAR_ACCOUNT, "2"], hangup_after=after)
+    )
     it = await record(services, call)
     assert it.outcome == "abandoned"
     assert it.ended_at is not None
@@ -174,34 +497,56 @@ async def test_hangup_at_any_step_is_abandoned_and_nothing_written_after(
     assert len(call.commands) == after + 1
 
 
+CRASH = """\
+flow: crash
+agent_queue: front_desk
+start: identify
+nodes:
+  identify:
+    type: lookup
+    by: caller_id
+    found: to_billing
+    not_found: to_billing
+  to_billing:
+    type: queue
+    queue: billing
+"""
+
+
 async def test_crash_inside_flow_sends_caller_to_agent(
-    server: FastAgiServer, services: Services, monkeypatch: pytest.MonkeyPatch
+    flow_services: ServicesFor, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    services = await flow_services(CRASH)
+
     async def broken(*args: object, **kwargs: object) -> NoReturn:
         raise RuntimeError("directory down")
 
     monkeypatch.setattr(services.directory, "by_phone", broken)
-    call = await FakeCall().run(server.port)
-    assert call.variables["HOTLINE_QUEUE"] == "support"
+    call = await dial(services, FakeCall(script="crash"))
+    assert call.variables["HOTLINE_QUEUE"] == "front_desk"
     it = await record(services, call)
     assert it.outcome == "error"
     assert "directory down" in (it.error or "")
 
 
-async def test_missing_prompt_file_does_not_end_the_call(
-    server: FastAgiServer, services: Services
-) -> None:
-    welcome = services.prompts.asterisk_path("Welcome to Hotline.", "en")
-    call = await FakeCall(keys=["0"], missing_files={welcome}).run(server.port)
-    assert call.variables["HOTLINE_QUEUE"] == "support"
+async def test_missing_prompt_file_does_not_end_the_call(flow_services: ServicesFor) -> None:
+    services = await flow_services(GREETING)
+    welcome = services.prompts.asterisk_path("Welcome.", "en")
+    call = await dial(services, FakeCall(script="greeting", keys=["0"], missing_files={welcome}))
+    assert call.played[0] == welcome
+    assert played(services, call, "For billing, press 1. For support, press 2.")
+    assert call.variables["HOTLINE_QUEUE"] == "front_desk"
 
 
 async def test_unknown_agi_path_sends_caller_to_fallback_queue(
-    server: FastAgiServer, services: Services
+    flow_services: ServicesFor,
 ) -> None:
-    call = await FakeCall(script="nosuchflow").run(server.port)
-    assert call.variables["HOTLINE_QUEUE"] == "support"
+    services = await flow_services(ONE_MENU)
+    call = await dial(services, FakeCall(script="nosuchflow"))
+    assert call.variables["HOTLINE_QUEUE"] == services.fallback_queue == "support"
 
+
+# -- Sub-flows ------------------------------------------------------------------------------------
 
 SUBFLOW_MAIN = """\
 flow: main
@@ -251,22 +596,16 @@ nodes:
 """
 
 
-async def test_subflow_set_branch_and_priority(services: Services, tmp_path: Path) -> None:
-    from ivr.flow.loader import load_flows
-
-    (tmp_path / "main.yaml").write_text(SUBFLOW_MAIN)
-    (tmp_path / "confirm.yaml").write_text(SUBFLOW_CONFIRM)
-    services.flows = load_flows(tmp_path)
-    srv = FastAgiServer(CallRouter(services), "127.0.0.1", 0)
-    await srv.start()
-    try:
-        call = await FakeCall(script="main", keys=["1"]).run(srv.port)
-    finally:
-        await srv.stop()
+async def test_subflow_set_branch_and_priority(flow_services: ServicesFor) -> None:
+    services = await flow_services(SUBFLOW_MAIN, SUBFLOW_CONFIRM)
+    call = await dial(services, FakeCall(script="main", keys=["1"]))
     assert call.variables["HOTLINE_QUEUE"] == "billing"
     assert call.variables["HOTLINE_PRIORITY"] == "5"
     it = await record(services, call)
     assert it.path == ["set_topic", "ask", "question", "yes_node", "back", "decide", "to_billing"]
+
+
+# -- Speech ---------------------------------------------------------------------------------------
 
 
 class ScriptedRecognizer:
@@ -302,24 +641,54 @@ def grammars(services: Services) -> list[list[str] | None]:
     return cast(ScriptedRecognizer, services.speech).grammars
 
 
-async def _korean_call(
-    server: FastAgiServer,
-    services: Services,
-    tmp_path: Path,
-    heard: list[str],
-    keys: list[str | None],
-) -> tuple[FakeCall, Interaction]:
+# A Korean speech menu (Korean only: the call starts in Korean, where the
+# ScriptedRecognizer has a "model").
+SPEECH_MENU = """\
+flow: speech_menu
+languages: [ko]
+agent_queue: front_desk
+start: korean_menu
+nodes:
+  korean_menu:
+    type: menu
+    speech: true
+    say: "요금 문의, 기술 지원, 상담원 연결 중에서 말씀하시거나 1번, 2번, 0번을 누르세요."
+    options:
+      - key: "1"
+        intent: billing
+        phrases: {ko: ["요금 문의"]}
+        goto: billing_agent
+      - key: "2"
+        intent: support
+        phrases: {ko: ["기술 지원"]}
+        goto: support_agent
+      - key: "0"
+        intent: agent
+        phrases: {ko: ["상담원 연결"]}
+        goto: support_agent
+  billing_agent:
+    type: queue
+    queue: billing
+  support_agent:
+    type: queue
+    queue: support
+"""
+
+
+async def _speech_call(
+    flow_services: ServicesFor, tmp_path: Path, heard: list[str], keys: list[str | None]
+) -> tuple[Services, FakeCall, Interaction]:
+    services = await flow_services(SPEECH_MENU)
     scripted(services, heard)
     services.asr_host = tmp_path
-    call = FakeCall(keys=["9", *keys], record_dir=tmp_path)
-    await call.run(server.port)
-    return call, await record(services, call)
+    call = await dial(services, FakeCall(script="speech_menu", keys=keys, record_dir=tmp_path))
+    return services, call, await record(services, call)
 
 
 async def test_speech_no_match_twice_then_dtmf_on_the_last_try(
-    server: FastAgiServer, services: Services, tmp_path: Path
+    flow_services: ServicesFor, tmp_path: Path
 ) -> None:
-    call, it = await _korean_call(server, services, tmp_path, ["안녕", "안녕"], ["1"])
+    services, call, it = await _speech_call(flow_services, tmp_path, ["안녕", "안녕"], ["1"])
     step = next(s for s in it.steps if s["node"] == "korean_menu")
     assert step["tries"] == ["no_match:안녕", "no_match:안녕"] and step["result"] == "1"
     assert call.variables["HOTLINE_QUEUE"] == "billing"
@@ -330,19 +699,19 @@ async def test_speech_no_match_twice_then_dtmf_on_the_last_try(
 
 
 async def test_speech_silence_reprompts_then_agent(
-    server: FastAgiServer, services: Services, tmp_path: Path
+    flow_services: ServicesFor, tmp_path: Path
 ) -> None:
-    call, it = await _korean_call(server, services, tmp_path, ["", ""], [None])
+    _, call, it = await _speech_call(flow_services, tmp_path, ["", ""], [None])
     step = next(s for s in it.steps if s["node"] == "korean_menu")
     assert step["tries"] == ["no_input", "no_input", "no_input"]
     assert step["result"] == "retries_exhausted"
-    assert call.variables["HOTLINE_QUEUE"] == "support"
+    assert call.variables["HOTLINE_QUEUE"] == "front_desk"
 
 
 async def test_speech_choice_recorded_as_transcript(
-    server: FastAgiServer, services: Services, tmp_path: Path
+    flow_services: ServicesFor, tmp_path: Path
 ) -> None:
-    call, it = await _korean_call(server, services, tmp_path, ["상담원 연결"], [])
+    _, call, it = await _speech_call(flow_services, tmp_path, ["상담원 연결"], [])
     assert call.variables["HOTLINE_QUEUE"] == "support"
     assert it.transcripts[0]["text"] == "상담원 연결" and it.transcripts[0]["option"] == "0"
     assert it.intent == "agent"
@@ -367,18 +736,14 @@ nodes:
 
 
 async def test_free_form_listen_keeps_the_transcript_not_the_audio(
-    server: FastAgiServer, services: Services, tmp_path: Path
+    flow_services: ServicesFor, tmp_path: Path
 ) -> None:
-    from ivr.flow.loader import load_flows
-
-    flows = tmp_path / "flows"
-    flows.mkdir()
-    (flows / "survey.yaml").write_text(LISTEN_FLOW, encoding="utf-8")
-    services.flows = {**services.flows, **load_flows(flows)}
+    services = await flow_services(LISTEN_FLOW)
     scripted(services, ["요금 문의 하려고요"])
     services.asr_host = tmp_path
-    call = FakeCall(script="survey", record_dir=tmp_path, linkedid="1700000000.9")
-    await call.run(server.port)
+    call = await dial(
+        services, FakeCall(script="survey", record_dir=tmp_path, linkedid="1700000000.9")
+    )
     it = await record(services, call)
     assert grammars(services) == [None]  # free-form: no grammar
     assert it.inputs["reason"] == "요금 문의 하려고요"

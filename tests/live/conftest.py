@@ -12,23 +12,17 @@ import socket
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 
 import pytest
 
-from cti.ami import AmiClient
-from cti.bus import AmiEventBus
-from cti.mqtt import MqttPublisher
-from cti.setup import Cti
-from cti.state import CallCenter
 from harness.mqtt import Inbox, subscribe
 from harness.wait import wait_for
 from hotline.config import Config, load_config
-from hotline.recordings.store import RecordingStore
 from hotline.records.customers import CustomerDirectory
 from hotline.records.interactions import InteractionStore
 from hotline.storage.db import Database
 from ivr.flow.engine import Services
+from tests.support.live import LiveCti
 from tests.support.paths import REPO
 
 # -- the real Asterisk sandbox ---------------------------------------------------------------
@@ -104,36 +98,6 @@ async def live_server(
         yield ivr.services
     finally:
         await feature.__aexit__(None, None, None)
-
-
-@dataclass(frozen=True)
-class LiveCti:
-    """The CTI feature on the real AMI, and the private recording store its calls go to."""
-
-    cti: Cti
-    recordings: RecordingStore
-
-    @property
-    def ami(self) -> AmiClient:
-        return self.cti.ami
-
-    @property
-    def state(self) -> CallCenter:
-        return self.cti.state
-
-    @property
-    def publisher(self) -> MqttPublisher:
-        return self.cti.publisher
-
-    @property
-    def bus(self) -> AmiEventBus:
-        return self.cti.bus
-
-    def count_deflection(self, queue: str, what: str) -> None:
-        self.cti.service.count_deflection(queue, what)
-
-    async def drained(self) -> None:
-        await self.cti.service.drained()
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ from hotline.recordings.store import Recording
 from tests.support.paths import REPO
 
 if TYPE_CHECKING:
-    from tests.live.conftest import LiveCti
+    from tests.support.live import LiveCti
 
 T = TypeVar("T")
 

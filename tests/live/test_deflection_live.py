@@ -34,7 +34,7 @@ from ivr.flow.engine import Services
 from tests.support.paths import REPO
 
 if TYPE_CHECKING:
-    from tests.live.conftest import LiveCti
+    from tests.support.live import LiveCti
 
 # What the ``deflection_on`` fixture gives: the live CTI, its MQTT inbox, the callback store.
 DeflectionOn = tuple["LiveCti", Inbox, CallbackStore]

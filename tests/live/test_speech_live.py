@@ -15,6 +15,7 @@ import pytest
 
 from harness.sipp import Audio, Keys, Pause, run_caller
 from harness.wait import wait_for
+from hotline.config import SpeechMode
 from hotline.records.interactions import Interaction
 from ivr.flow.engine import Services
 from tests.support.speech import korean_speech
@@ -37,7 +38,7 @@ async def finished(services: Services, caller: str) -> Interaction | None:
     [("요금 문의", "billing_agent", "billing"), ("상담원 연결", "support_agent", "support")],
 )
 async def test_caller_says_choice_in_korean(
-    live_server: Services, tmp_path: Path, said: str, node: str, queue: str, mode: str
+    live_server: Services, tmp_path: Path, said: str, node: str, queue: str, mode: SpeechMode
 ) -> None:
     live_server.speech_mode = mode
     prompt = await live_server.prompts.ensure(MENU_PROMPT, "ko")

@@ -7,9 +7,7 @@ drawn and run without any other change.
 
 from __future__ import annotations
 
-import asyncio
 import re
-import shlex
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,76 +20,20 @@ from hotline.records.customers import CustomerDirectory
 from hotline.records.interactions import Interaction, InteractionStore
 from hotline.storage.db import Database
 from ivr.flow import render
-from ivr.flow.actions import ACTIONS, SiteAction
-from ivr.flow.engine import CallRouter, CallSession, Services
+from ivr.flow.actions import ACTIONS, ActionNode, SiteAction
+from ivr.flow.engine import CallRouter, Services
 from ivr.flow.loader import FlowError, parse_flow
 from ivr.flow.node import Exit, Node, Step
 from ivr.flow.nodes import NODES
-from ivr.flow.nodes.action import Action
 from ivr.flow.nodes.transfer import Transfer
 from ivr.flow.parsing import NodeSource
 from ivr.flow.prompt import Prompt
+from ivr.flow.session import Session
 from ivr.prompts import PromptCache
 from ivr.server import FastAgiServer
+from tests.support.fake_asterisk import FakeCall
 
 FLOW_CODE = Path(__file__).resolve().parents[2] / "ivr" / "flow"
-
-
-# -- a scripted Asterisk (the part of tests/support/fake_asterisk.FakeCall these flows need) ----
-
-
-@dataclass
-class FakeCall:
-    """Asterisk's side of one FastAGI session: answers every command, records them."""
-
-    script: str
-    linkedid: str
-    commands: list[str] = field(default_factory=list)
-    variables: dict[str, str] = field(default_factory=dict)
-    hung_up_by_server: bool = False
-
-    def env(self) -> bytes:
-        lines = {
-            "agi_network": "yes",
-            "agi_network_script": self.script,
-            "agi_request": f"agi://127.0.0.1/{self.script}",
-            "agi_channel": "PJSIP/callers-00000001",
-            "agi_uniqueid": self.linkedid,
-            "agi_callerid": "5559999",
-            "agi_calleridname": "Test",
-            "agi_arg_1": f"linkedid={self.linkedid}",
-        }
-        return ("".join(f"{k}: {v}\n" for k, v in lines.items()) + "\n").encode()
-
-    def reply(self, line: str) -> str:
-        words = shlex.split(line)
-        if line.startswith("SET VARIABLE"):
-            self.variables[words[2]] = words[3]
-            return "200 result=1"
-        if line.startswith("HANGUP"):
-            self.hung_up_by_server = True
-            return "200 result=1"
-        if line.startswith("STREAM FILE"):
-            return "200 result=0 endpos=8000"
-        return "510 Invalid or unknown command"
-
-    async def run(self, port: int) -> FakeCall:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(self.env())
-        await writer.drain()
-        try:
-            async with asyncio.timeout(10):
-                while not self.hung_up_by_server:
-                    raw = await reader.readline()
-                    if not raw:
-                        break
-                    line = raw.decode().rstrip("\n")
-                    self.commands.append(line)
-                    writer.write((self.reply(line) + "\n").encode())
-                    await writer.drain()
-        finally:
-            writer.close()
-        return self
 
 
 @pytest.fixture
@@ -116,7 +58,9 @@ async def call(services: Services, flow_text: str, linkedid: str) -> tuple[FakeC
     server = FastAgiServer(CallRouter(services), "127.0.0.1", 0)
     await server.start()
     try:
-        done = await FakeCall(flow.name, linkedid).run(server.port)
+        done = await FakeCall(script=flow.name, linkedid=linkedid, linkedid_argument=True).run(
+            server.port
+        )
     finally:
         await server.stop()
 
@@ -278,7 +222,7 @@ class Beep(Node):
     def describe(self, language: str) -> str:
         return f"beep x{self.times}"
 
-    async def run(self, session: CallSession, step: Step) -> str | None:
+    async def run(self, session: Session, step: Step) -> str | None:
         for _ in range(self.times):
             await session.channel.stream_file(session.services.prompts.file_path("beep"), "")
         step["result"] = "beeped"
@@ -303,7 +247,7 @@ nodes:
 """
 
 
-async def _note(session: CallSession, node: Action, step: Step) -> str | None:
+async def _note(session: Session, node: ActionNode, step: Step) -> str | None:
     session.interaction.self_service.append({"task": "note", "outcome": node.args["text"]})
     return node.next
 

@@ -11,7 +11,7 @@ from ivr.flow.parsing import NodeSource
 from ivr.flow.prompt import Prompt
 
 if TYPE_CHECKING:
-    from ivr.flow.engine import CallSession
+    from ivr.flow.session import Session
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,13 +58,13 @@ class Action(Node):
     def describe(self, language: str) -> str:
         return self.do
 
-    def failed(self, session: CallSession) -> str:
+    def failed(self, session: Session) -> str:
         """Where a failed action goes: ``on_error``, else an agent."""
         if self.on_error:
             return self.on_error
         raise Handoff(session.agent_queue(None))
 
-    async def run(self, session: CallSession, step: Step) -> str | None:
+    async def run(self, session: Session, step: Step) -> str | None:
         action = ACTIONS[self.do]
         if action.needs_customer and session.customer is None:
             step["result"] = "no_customer"

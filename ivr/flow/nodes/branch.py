@@ -10,7 +10,7 @@ from ivr.flow.node import Exit, Node, Step
 from ivr.flow.parsing import TEMPLATE_ROOTS, NodeSource, YamlMap
 
 if TYPE_CHECKING:
-    from ivr.flow.engine import CallSession
+    from ivr.flow.session import Session
 
 # What a condition may read: the placeholder roots and the flow's business hours.
 CONDITION_ROOTS = TEMPLATE_ROOTS | {"open"}
@@ -65,7 +65,7 @@ class Branch(Node):
     def describe(self, language: str) -> str:
         return "branch"
 
-    async def run(self, session: CallSession, step: Step) -> str | None:
+    async def run(self, session: Session, step: Step) -> str | None:
         for case in self.cases:
             if session.holds(case.condition):
                 step["result"] = case.condition.source

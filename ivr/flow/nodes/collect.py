@@ -12,7 +12,7 @@ from ivr.flow.parsing import NodeSource
 from ivr.flow.prompt import Prompt
 
 if TYPE_CHECKING:
-    from ivr.flow.engine import CallSession
+    from ivr.flow.session import Session
 
 Validation = Literal["none", "luhn", "expiry"]
 VALIDATIONS: tuple[Validation, ...] = ("none", "luhn", "expiry")
@@ -92,7 +92,7 @@ class Collect(Node):
             return expiry_ok(value)
         return True
 
-    async def run(self, session: CallSession, step: Step) -> str | None:
+    async def run(self, session: Session, step: Step) -> str | None:
         paths = await session.paths(self.prompt)
         tries: list[str] = []
         step["tries"] = tries

@@ -20,7 +20,7 @@ from ivr.flow.placeholders import Resolver
 from ivr.flow.prompt import Prompt
 
 if TYPE_CHECKING:
-    from ivr.flow.engine import CallSession
+    from ivr.flow.session import Session
 
 log = logging.getLogger("hotline.ivr")
 
@@ -101,7 +101,7 @@ class Deflect(Node):
             f"{self.threshold_s:g} s or closed: " + ", ".join(offers)
         )
 
-    async def run(self, session: CallSession, step: Step) -> str | None:
+    async def run(self, session: Session, step: Step) -> str | None:
         svc = session.services
         number = session.channel.caller_number
         if svc.callbacks is not None and number:
@@ -148,7 +148,7 @@ class Deflect(Node):
         _count(session, self.queue, "declined")
         return self.next
 
-    async def _send_link(self, session: CallSession, step: Step) -> str | None:
+    async def _send_link(self, session: Session, step: Step) -> str | None:
         svc = session.services
         lang = session.language
         if lang not in self.link_text:
@@ -178,7 +178,7 @@ class Deflect(Node):
         await session.channel.hangup()
         return None
 
-    async def _book_callback(self, session: CallSession, step: Step) -> str | None:
+    async def _book_callback(self, session: Session, step: Step) -> str | None:
         svc = session.services
         if svc.callbacks is None:
             step["result"] = "callback_unavailable"
@@ -226,7 +226,7 @@ def _section(src: NodeSource, key: str, fields: set[str]) -> NodeSource | None:
     return section
 
 
-def _count(session: CallSession, queue: str, what: str) -> None:
+def _count(session: Session, queue: str, what: str) -> None:
     """One deflection event: in the record, and to the metrics (``on_deflection``)."""
     session.interaction.self_service.append({"task": "deflection", "queue": queue, "outcome": what})
     if session.services.on_deflection is not None:

@@ -9,7 +9,7 @@ from ivr.flow.node import Exit, Node, Step
 from ivr.flow.parsing import NodeSource
 
 if TYPE_CHECKING:
-    from ivr.flow.engine import CallSession
+    from ivr.flow.session import Session
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,5 +27,5 @@ class Goto(Node):
     def describe(self, language: str) -> str:
         return "go to"
 
-    async def run(self, session: CallSession, step: Step) -> str | None:
+    async def run(self, session: Session, step: Step) -> str | None:
         return self.target

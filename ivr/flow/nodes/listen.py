@@ -10,7 +10,7 @@ from ivr.flow.parsing import NodeSource
 from ivr.flow.prompt import Prompt
 
 if TYPE_CHECKING:
-    from ivr.flow.engine import CallSession
+    from ivr.flow.session import Session
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +41,7 @@ class Listen(Node):
     def describe(self, language: str) -> str:
         return f'listen (free form) into {self.var}: "{self.prompt.first_text(language)}"'
 
-    async def run(self, session: CallSession, step: Step) -> str | None:
+    async def run(self, session: Session, step: Step) -> str | None:
         """Without a speech model for the caller's language the step is skipped."""
         await session.play(self.prompt, "")
         speech = session.services.speech

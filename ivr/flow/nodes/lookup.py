@@ -10,7 +10,7 @@ from ivr.flow.node import Exit, Node, Step
 from ivr.flow.parsing import NodeSource
 
 if TYPE_CHECKING:
-    from ivr.flow.engine import CallSession
+    from ivr.flow.session import Session
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +40,7 @@ class Lookup(Node):
     def looks_up_caller(self) -> bool:
         return self.by == "caller_id"
 
-    async def run(self, session: CallSession, step: Step) -> str | None:
+    async def run(self, session: Session, step: Step) -> str | None:
         if self.by == "caller_id":
             customer = await session.caller_customer()
         else:

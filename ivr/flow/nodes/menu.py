@@ -19,7 +19,7 @@ from ivr.flow.prompt import Prompt
 from ivr.speech import MenuGrammar, Recognition, match_option
 
 if TYPE_CHECKING:
-    from ivr.flow.engine import CallSession
+    from ivr.flow.session import Session
 
 log = logging.getLogger("hotline.ivr")
 
@@ -111,7 +111,7 @@ class Menu(Node):
     def describe(self, language: str) -> str:
         return f'menu "{self.prompt.first_text(language)}"'
 
-    async def run(self, session: CallSession, step: Step) -> str | None:
+    async def run(self, session: Session, step: Step) -> str | None:
         keys = "".join(o.key for o in self.options)
         if "0" not in keys:
             keys += "0"  # 0 always reaches an agent
@@ -175,14 +175,14 @@ class Menu(Node):
     def _phrases(self, language: str) -> dict[str, list[str]]:
         return {o.key: list(o.phrases.get(language, ())) for o in self.options}
 
-    async def _listen(self, session: CallSession, keys: str) -> Heard:
+    async def _listen(self, session: Session, keys: str) -> Heard:
         """Record the caller (a menu key ends it too) and recognise what they said."""
         phrases = [p for o in self.options for p in o.phrases.get(session.language, ())]
         return await session.record_and_recognise(
             keys, self.timeout_s, silence_s=1, phrases=phrases, key_is_choice=True
         )
 
-    async def _listen_stream(self, session: CallSession, keys: str) -> Heard:
+    async def _listen_stream(self, session: Session, keys: str) -> Heard:
         """Prompt and listening over AudioSocket: barge-in, result at end of speech."""
         speech, server = session.services.speech, session.services.audiosocket
         assert speech is not None
@@ -220,11 +220,11 @@ class Menu(Node):
             result.text, result.confidence, session.language, "stream", result.barged_in
         )
 
-    async def _listen_after_prompt(self, session: CallSession, keys: str) -> Heard:
+    async def _listen_after_prompt(self, session: Session, keys: str) -> Heard:
         digit = await session.play(self.prompt, keys)
         return (digit, None) if digit else await self._listen(session, keys)
 
-    def _understood(self, session: CallSession, heard: Recognition, step: Step) -> str | None:
+    def _understood(self, session: Session, heard: Recognition, step: Step) -> str | None:
         key = match_option(heard.text, self._phrases(session.language))
         confident = heard.confidence >= session.services.min_confidence
         session.interaction.transcripts.append(

@@ -10,7 +10,7 @@ from ivr.flow.parsing import NodeSource
 from ivr.flow.prompt import Prompt
 
 if TYPE_CHECKING:
-    from ivr.flow.engine import CallSession
+    from ivr.flow.session import Session
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +37,7 @@ class Queue(Node):
     def describe(self, language: str) -> str:
         return f"queue {self.queue} (priority {self.priority})"
 
-    async def run(self, session: CallSession, step: Step) -> str | None:
+    async def run(self, session: Session, step: Step) -> str | None:
         if self.intent:
             session.interaction.intent = self.intent
         await session.play(self.prompt, "")

@@ -9,7 +9,7 @@ from ivr.flow.node import Node, Step
 from ivr.flow.parsing import NodeSource
 
 if TYPE_CHECKING:
-    from ivr.flow.engine import CallSession
+    from ivr.flow.session import Session
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,5 +22,5 @@ class Return(Node):
     def describe(self, language: str) -> str:
         return "return"
 
-    async def run(self, session: CallSession, step: Step) -> str | None:
+    async def run(self, session: Session, step: Step) -> str | None:
         return session.leave_subflow()

@@ -10,7 +10,7 @@ from ivr.flow.parsing import NodeSource
 from ivr.flow.prompt import Prompt
 
 if TYPE_CHECKING:
-    from ivr.flow.engine import CallSession
+    from ivr.flow.session import Session
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +31,6 @@ class Say(Node):
     def describe(self, language: str) -> str:
         return f'say "{self.prompt.first_text(language)}"'
 
-    async def run(self, session: CallSession, step: Step) -> str | None:
+    async def run(self, session: Session, step: Step) -> str | None:
         await session.play_interruptible(self.prompt)
         return self.next

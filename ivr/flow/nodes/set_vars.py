@@ -10,7 +10,7 @@ from ivr.flow.parsing import NodeSource
 from ivr.flow.placeholders import Resolver
 
 if TYPE_CHECKING:
-    from ivr.flow.engine import CallSession
+    from ivr.flow.session import Session
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +35,7 @@ class SetVars(Node):
     def describe(self, language: str) -> str:
         return "set " + ", ".join(f"{k}={v}" for k, v in self.values.items())
 
-    async def run(self, session: CallSession, step: Step) -> str | None:
+    async def run(self, session: Session, step: Step) -> str | None:
         scope = session.scope()
         for k, v in self.values.items():
             session.vars[k] = Resolver(scope).format(v)

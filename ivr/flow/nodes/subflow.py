@@ -9,7 +9,7 @@ from ivr.flow.node import Exit, Node, Step
 from ivr.flow.parsing import NodeSource
 
 if TYPE_CHECKING:
-    from ivr.flow.engine import CallSession
+    from ivr.flow.session import Session
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,5 +31,5 @@ class SubFlow(Node):
     def describe(self, language: str) -> str:
         return f"sub-flow {self.flow}"
 
-    async def run(self, session: CallSession, step: Step) -> str | None:
+    async def run(self, session: Session, step: Step) -> str | None:
         return session.enter_subflow(self.flow, self.next)

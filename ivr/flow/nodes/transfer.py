@@ -15,7 +15,7 @@ from ivr.flow.parsing import NodeSource
 from ivr.flow.placeholders import Resolver
 
 if TYPE_CHECKING:
-    from ivr.flow.engine import CallSession
+    from ivr.flow.session import Session
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +39,7 @@ class Transfer(Node):
         why = f": {self.reason}" if self.reason else ""
         return f"transfer to {self.queue} (priority {self.priority}){why}"
 
-    async def run(self, session: CallSession, step: Step) -> str | None:
+    async def run(self, session: Session, step: Step) -> str | None:
         reason = Resolver(session.scope()).format(self.reason)
         step["result"] = self.queue
         if reason:
