@@ -11,6 +11,7 @@ Unknown keys and wrong types are errors that name the key.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -56,9 +57,34 @@ class AgiConfig(_Section):
     port: Port = 4573
     # A client must send its whole AGI environment within this time.
     header_timeout_s: float = Field(default=5.0, gt=0)
-    # How long we wait for Asterisk to answer one AGI command.
+    # How long we wait for Asterisk to answer one AGI command that waits on the
+    # caller (STREAM FILE, WAIT FOR DIGIT, RECORD FILE, ...).
     command_timeout_s: float = Field(default=120.0, gt=0)
+    # ...and one that Asterisk answers at once (GET/SET VARIABLE, ANSWER, ...):
+    # a peer that stops answering holds its slot no longer than this.
+    reply_timeout_s: float = Field(default=5.0, gt=0)
+    # One reply (a 520- usage text included) may be at most this long.
+    max_reply_lines: int = Field(default=200, ge=1)
+    max_reply_bytes: int = Field(default=64 * 1024, ge=256)
     max_connections: int = Field(default=5000, ge=1)
+    # Connections one peer address may hold at once (Asterisk is usually one peer).
+    max_per_peer: int = Field(default=5000, ge=1)
+    # Who may connect at all: addresses or networks; others are refused before a
+    # byte is read.
+    allow: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
+
+    @field_validator("allow")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an address or network") from None
+        return value
+
+    def allowed_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(ipaddress.ip_network(item, strict=False) for item in self.allow)
 
 
 class AmiConfig(_Section):
@@ -136,6 +162,15 @@ class RecordingsConfig(_Section):
     min_age_s: float = Field(default=3.0, ge=0)
     default_retention_days: int = Field(default=365, ge=1)
     retention_days: dict[str, int] = Field(default_factory=lambda: {"billing": 2555})
+
+
+class AuditConfig(_Section):
+    """What seals the audit log and anchors it outside the database (docs/recordings.md)."""
+
+    # The sealing key: created 0600 on first start; keep it off the database host's backups.
+    key_file: Path = Path("var/keys/audit.key")
+    # Signed checkpoints of the chain's head, appended and fsync'd beside the store.
+    checkpoint_file: Path = Path("recordings/audit-checkpoints.jsonl")
 
 
 class HttpConfig(_Section):
@@ -228,6 +263,7 @@ class Config(_Section):
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     cti: CtiConfig = Field(default_factory=CtiConfig)
     recordings: RecordingsConfig = Field(default_factory=RecordingsConfig)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
     speech: SpeechConfig = Field(default_factory=SpeechConfig)
     deflection: DeflectionConfig = Field(default_factory=DeflectionConfig)

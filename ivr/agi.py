@@ -9,6 +9,16 @@ caller hangs up during FastAGI, Asterisk sends the line ``HANGUP``.
 Every way a call can end under us (``HANGUP``, ``511``, ``result=-1`` where
 that means hangup, EOF) becomes one exception, :class:`AgiHangup`, and after
 it nothing more is written to the channel.
+
+Every read is bounded in bytes and in time, so a peer that is not Asterisk
+(or an Asterisk gone wrong) costs at most one connection's small buffers for a
+bounded time: the environment (lines, bytes, ``header_timeout``), each reply
+(one line, all its lines, all its bytes: a ``520-`` usage text that never
+ends is :class:`AgiReplyTooLarge`), and the wait for each reply
+(:data:`WAITS_ON_CALLER` commands may take ``command_timeout``; every other
+command is one Asterisk answers at once, within ``reply_timeout``).  Over a
+bound the channel raises an :class:`AgiProtocolError` subclass, keeps it in
+:attr:`AgiChannel.failure` and says nothing more on that connection.
 """
 
 from __future__ import annotations
@@ -19,7 +29,11 @@ import re
 from dataclasses import dataclass, field
 
 MAX_ENV_LINES = 200
+MAX_ENV_BYTES = 64 * 1024  # a real environment is about 1 KB, arguments included
 MAX_LINE = 4096
+# Defaults of [agi] max_reply_lines and max_reply_bytes (hotline.config).
+MAX_REPLY_LINES = 200
+MAX_REPLY_BYTES = 64 * 1024
 DIGITS = "0123456789*#"
 
 
@@ -33,6 +47,22 @@ class AgiHangup(AgiError):
 
 class AgiProtocolError(AgiError):
     """The peer sent something that is not AGI (garbage, over-long, timed out)."""
+
+
+class AgiTooLarge(AgiProtocolError):
+    """The peer sent more than a bound allows: a line, or a block's lines or bytes."""
+
+
+class AgiEnvironmentTooLarge(AgiTooLarge):
+    """The AGI environment is over its bound (one line, lines or bytes)."""
+
+
+class AgiReplyTooLarge(AgiTooLarge):
+    """One reply is over its bound (one line, lines or bytes): e.g. a ``520-`` without end."""
+
+
+class AgiTimeout(AgiProtocolError):
+    """The peer stayed silent longer than the phase allows (environment or one reply)."""
 
 
 class AgiInvalidCommand(AgiError):
@@ -106,41 +136,95 @@ def quote(arg: str) -> str:
     return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-async def _readline(reader: asyncio.StreamReader) -> str:
+# Commands whose reply waits on the caller (playing, listening, recording, another
+# dialplan application such as AudioSocket): Asterisk answers when the caller is
+# done, so they may take [agi] command_timeout_s.  Every other command (GET/SET
+# VARIABLE, GET FULL VARIABLE, ANSWER, HANGUP, CHANNEL STATUS, VERBOSE, SET MUSIC,
+# SET ..., DATABASE ..., NOOP, ...) is answered at once and gets [agi]
+# reply_timeout_s: a peer that stops answering is dropped that soon.  Matched
+# on the command's leading words, case-insensitively; "SAY" covers every SAY
+# command and "SPEECH" every speech command.  This is the one list: add here.
+WAITS_ON_CALLER: tuple[str, ...] = (
+    "STREAM FILE",
+    "CONTROL STREAM FILE",
+    "WAIT FOR DIGIT",
+    "GET DATA",
+    "GET OPTION",
+    "RECORD FILE",
+    "SAY",
+    "EXEC",
+    "SPEECH",
+    "GOSUB",
+    "RECEIVE CHAR",
+    "RECEIVE TEXT",
+)
+_WAITS_ON_CALLER = tuple(tuple(c.split()) for c in WAITS_ON_CALLER)
+
+
+def waits_on_caller(command: str) -> bool:
+    """Whether ``command`` (a command line, or its first words) waits on the caller."""
+    words = tuple(w.upper() for w in command.split(maxsplit=3)[:3])
+    return any(words[: len(c)] == c for c in _WAITS_ON_CALLER)
+
+
+async def _readline(
+    reader: asyncio.StreamReader, max_line: int, too_large: type[AgiTooLarge]
+) -> bytes:
+    """One line (its newline included), at most ``max_line`` bytes; EOF is AgiHangup."""
     try:
         raw = await reader.readuntil(b"\n")
     except asyncio.IncompleteReadError as e:
         raise AgiHangup("connection closed by Asterisk") from e
     except asyncio.LimitOverrunError as e:
-        raise AgiProtocolError("line too long") from e
-    if len(raw) > MAX_LINE:
-        raise AgiProtocolError("line too long")
+        # The stream's own limit: the line was never buffered whole.
+        raise too_large(f"line longer than {max_line} bytes") from e
+    if len(raw) > max_line:
+        raise too_large(f"line longer than {max_line} bytes")
+    return raw
+
+
+def _decode(raw: bytes) -> str:
     try:
         return raw.decode("utf-8").rstrip("\r\n")
     except UnicodeDecodeError as e:
         raise AgiProtocolError("line is not UTF-8") from e
 
 
-async def read_environment(reader: asyncio.StreamReader, timeout: float) -> dict[str, str]:
-    """Read the AGI environment block, bounded in lines, bytes and time."""
+async def read_environment(
+    reader: asyncio.StreamReader,
+    timeout: float,
+    max_lines: int = MAX_ENV_LINES,
+    max_bytes: int = MAX_ENV_BYTES,
+) -> dict[str, str]:
+    """Read the AGI environment block, bounded in lines, bytes and time.
+
+    Over a size bound: :class:`AgiEnvironmentTooLarge`; not complete within
+    ``timeout``: :class:`AgiTimeout`; anything else not AGI: AgiProtocolError.
+    """
 
     async def read() -> dict[str, str]:
         lines: list[str] = []
+        size = 0
         while True:
             try:
-                line = await _readline(reader)
+                raw = await _readline(reader, MAX_LINE, AgiEnvironmentTooLarge)
             except AgiHangup as e:
                 raise AgiProtocolError("connection closed before the AGI environment ended") from e
+            size += len(raw)
+            if size > max_bytes:
+                raise AgiEnvironmentTooLarge(f"AGI environment longer than {max_bytes} bytes")
+            line = _decode(raw)
             if line == "":
                 return parse_environment(lines)
             lines.append(line)
-            if len(lines) > MAX_ENV_LINES:
-                raise AgiProtocolError("AGI environment too long")
+            if len(lines) > max_lines:
+                raise AgiEnvironmentTooLarge(f"AGI environment longer than {max_lines} lines")
 
     try:
-        return await asyncio.wait_for(read(), timeout)
+        async with asyncio.timeout(timeout):
+            return await read()
     except TimeoutError:
-        raise AgiProtocolError(f"no complete AGI environment within {timeout:g} s") from None
+        raise AgiTimeout(f"no complete AGI environment within {timeout:g} s") from None
 
 
 class AgiChannel:
@@ -152,12 +236,25 @@ class AgiChannel:
         writer: asyncio.StreamWriter,
         env: dict[str, str],
         command_timeout: float = 120.0,
+        *,
+        reply_timeout: float = 5.0,
+        max_reply_lines: int = MAX_REPLY_LINES,
+        max_reply_bytes: int = MAX_REPLY_BYTES,
     ) -> None:
         self._reader = reader
         self._writer = writer
         self.env = env
+        # WAITS_ON_CALLER commands get command_timeout, every other one reply_timeout.
         self.command_timeout = command_timeout
+        self.reply_timeout = reply_timeout
+        self.max_reply_lines = max_reply_lines
+        self.max_reply_bytes = max_reply_bytes
         self.hung_up = False
+        self._reply_lines = 0
+        self._reply_bytes = 0
+        # Why the connection was given up, when the peer broke the protocol or a
+        # bound (the engine may swallow the exception; the server reads it here).
+        self.failure: AgiProtocolError | None = None
 
     # -- what Asterisk told us --------------------------------------------
     @property
@@ -211,24 +308,25 @@ class AgiChannel:
         line = " ".join(words)
         if "\n" in line or "\r" in line:
             raise ValueError("AGI command contains a line break")
+        timeout = self.command_timeout if waits_on_caller(line) else self.reply_timeout
         self._writer.write(line.encode("utf-8") + b"\n")
         try:
             await self._writer.drain()
             # asyncio.timeout, not wait_for: wait_for wraps the read in a new task,
             # one more task and loop pass per command for every call.
-            async with asyncio.timeout(self.command_timeout):
+            async with asyncio.timeout(timeout):
                 reply = await self._read_reply()
         except (ConnectionError, AgiHangup) as e:
             self.hung_up = True
             raise AgiHangup(str(e) or "connection lost") from e
         except TimeoutError:
             self.hung_up = True
-            raise AgiProtocolError(
-                f"no reply to {words[0]} within {self.command_timeout:g} s"
-            ) from None
-        except AgiProtocolError:
+            self.failure = AgiTimeout(f"no reply to {words[0]} within {timeout:g} s")
+            raise self.failure from None
+        except AgiProtocolError as e:
             # The stream is out of step: nothing more can be said on it safely.
             self.hung_up = True
+            self.failure = e
             raise
         if reply.code == 511:
             self.hung_up = True
@@ -242,18 +340,32 @@ class AgiChannel:
         return reply
 
     async def _read_reply(self) -> AgiReply:
+        # Every line read for this one command counts against one budget (a 520-
+        # usage text and "100 Trying..." lines included): never more is buffered.
+        self._reply_lines = 0
+        self._reply_bytes = 0
         while True:
-            line = await _readline(self._reader)
+            line = await self._reply_line()
             reply = parse_reply(line)
             if reply.code == 520 and line.startswith("520-"):
                 # Multi-line usage: read up to "520 End of proper usage."
                 usage = [reply.data or ""]
-                while not (line := await _readline(self._reader)).startswith("520 "):
+                while not (line := await self._reply_line()).startswith("520 "):
                     usage.append(line)
                 return AgiReply(code=520, data="\n".join(usage))
             if reply.code == 100:  # "100 result=0 Trying..." precedes the real reply
                 continue
             return reply
+
+    async def _reply_line(self) -> str:
+        raw = await _readline(self._reader, min(MAX_LINE, self.max_reply_bytes), AgiReplyTooLarge)
+        self._reply_lines += 1
+        self._reply_bytes += len(raw)
+        if self._reply_lines > self.max_reply_lines:
+            raise AgiReplyTooLarge(f"reply longer than {self.max_reply_lines} lines")
+        if self._reply_bytes > self.max_reply_bytes:
+            raise AgiReplyTooLarge(f"reply longer than {self.max_reply_bytes} bytes")
+        return _decode(raw)
 
     def _hangup_on_minus_one(self, reply: AgiReply, what: str) -> AgiReply:
         if reply.result == "-1":

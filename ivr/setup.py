@@ -66,7 +66,8 @@ class Ivr:
             "connected": True,
             "active_calls": self.agi.active_calls,
             "served": self.agi.served,
-            "rejected": self.agi.rejected,
+            # rejected, refused_allow, refused_per_peer, dropped_oversize, dropped_timeout
+            **self.agi.counters(),
         }
 
 
@@ -120,6 +121,11 @@ async def setup(cfg: Config, deps: IvrDeps) -> AsyncIterator[Ivr]:
             header_timeout=cfg.agi.header_timeout_s,
             command_timeout=cfg.agi.command_timeout_s,
             max_connections=cfg.agi.max_connections,
+            reply_timeout=cfg.agi.reply_timeout_s,
+            max_reply_lines=cfg.agi.max_reply_lines,
+            max_reply_bytes=cfg.agi.max_reply_bytes,
+            max_per_peer=cfg.agi.max_per_peer,
+            allow=cfg.agi.allowed_networks(),
         )
         await agi.start()
         # Stop taking calls first (the exit stack runs this before audiosocket.stop).
