@@ -438,7 +438,13 @@ async def bench_ingest(
     rng = random.Random(seed * 1000 + run)
     files = make_spool(spool, n, pcm, run, rng, cold)
     size = sum(f.stat().st_size for f, _ in files)
-    store = RecordingStore(db, store_dir, spool, AuditLog(db), retention_days=RETENTION)
+    store = RecordingStore(
+        db,
+        store_dir,
+        spool,
+        AuditLog.open(db, work / "audit.key", work / "audit.jsonl"),
+        retention_days=RETENTION,
+    )
     lat = []
     t0 = time.perf_counter()
     for f, facts in files:
@@ -495,7 +501,12 @@ class NoAudit:
 async def bench_search(
     db: Database, work: Path, targets: dict[str, list[dict[str, Any]]], warmup: int
 ) -> dict[str, Any]:
-    audited = RecordingStore(db, work / "store", work / "spool", AuditLog(db))
+    audited = RecordingStore(
+        db,
+        work / "store",
+        work / "spool",
+        AuditLog.open(db, work / "audit.key", work / "audit.jsonl"),
+    )
     plain = RecordingStore(db, work / "store", work / "spool", NoAudit())  # type: ignore[arg-type]
     out: dict[str, Any] = {}
     for kind in KINDS:

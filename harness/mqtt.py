@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from harness.wait import wait_for
+from harness.wait import poll_until
 
 # A decoded MQTT payload: a JSON object, whatever its topic.
 Json = dict[str, Any]
@@ -36,7 +36,7 @@ class Inbox:
             got = self.on(topic_suffix, **match)
             return got[0] if got else None
 
-        return await wait_for(found, timeout=timeout, interval=0.05)
+        return await poll_until(found, timeout=timeout, interval=0.05)
 
     async def expect(
         self, topic_suffix: str, timeout: float = 15.0, **match: object

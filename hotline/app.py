@@ -135,7 +135,7 @@ async def running(cfg: Config, role: Role = "all") -> AsyncIterator[Server]:
             routes: list[Routes] = [recordings.routes] if recordings else []
             app = build_web_app(
                 Users(db),
-                AuditLog(db),
+                AuditLog.from_config(db, cfg),
                 session_ttl_s=cfg.http.session_ttl_s,
                 health=server.health,
                 routes=routes,

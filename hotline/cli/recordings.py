@@ -35,7 +35,7 @@ def register(sub: Subparsers) -> None:
     s.add_argument("--as", dest="as_user")
     s = command(rec, "ingest", cmd_recordings_ingest, "store every finished spool file now")
     s.add_argument("--min-age", type=float, default=3.0)
-    command(rec, "verify", cmd_recordings_verify, "re-hash every file; check the audit chain")
+    command(rec, "verify", cmd_recordings_verify, "re-hash every file; check the audit log")
     s = command(rec, "hold", cmd_recordings_hold, "put a recording under legal hold")
     s.add_argument("id")
     s.add_argument("--reason", required=True)
@@ -130,10 +130,12 @@ def cmd_recordings_verify(cfg: Config, args: argparse.Namespace) -> int:
         def progress(i: int, n: int) -> None:
             print(f"\rverifying {i}/{n}", end="", file=sys.stderr, flush=True)
 
-        problems = await _store(cfg, db).verify(progress)
+        files, audit = await _store(cfg, db).check(progress)
         print(file=sys.stderr)
+        problems = files + [p.message for p in audit.problems]
         for p in problems:
             print(p)
+        print(audit.summary())
         print(
             "all recordings and the audit chain are intact"
             if not problems

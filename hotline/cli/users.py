@@ -1,4 +1,8 @@
-"""``hotline users add`` and ``hotline audit show``: who may do what, and what they did."""
+"""``hotline users add`` and ``hotline audit ...``: who may do what, and what they did.
+
+``audit verify`` exits 0 when the log is intact, 1 when anything is wrong (each
+bad entry named, and why), 2 when the key file cannot be read.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import json
 import sys
 from typing import TYPE_CHECKING
 
-from hotline.cli._common import command, fail, group, with_db
+from hotline.cli._common import command, fail, group, print_json, with_db
 from hotline.config import Config
 
 if TYPE_CHECKING:
@@ -25,6 +29,11 @@ def register(sub: Subparsers) -> None:
     audit = group(sub, "audit", "the audit log", dest="a")
     s = command(audit, "show", cmd_audit_show, "the latest audit entries")
     s.add_argument("--limit", type=int, default=50)
+    s = command(audit, "verify", cmd_audit_verify, "check the chain, its seals and checkpoints")
+    s.add_argument("--json", action="store_true", help="print the problems as a JSON list")
+    command(
+        audit, "rotate-key", cmd_audit_rotate_key, "add a new sealing key (old ones still verify)"
+    )
 
 
 def cmd_users_add(cfg: Config, args: argparse.Namespace) -> int:
@@ -41,7 +50,7 @@ def cmd_users_add(cfg: Config, args: argparse.Namespace) -> int:
             await Users(db).add(args.name, args.role, password)
         except ValueError as e:
             return fail(f"error: {e}")
-        await AuditLog(db).record(
+        await AuditLog.from_config(db, cfg).record(
             host_operator().label, "user_add", args.name, "ok", {"role": args.role}
         )
         print(f"user {args.name} ({args.role}) added")
@@ -56,7 +65,7 @@ def cmd_audit_show(cfg: Config, args: argparse.Namespace) -> int:
     from hotline.records.audit import AuditLog
 
     async def go(db: Database) -> int:
-        for e in reversed(await AuditLog(db).entries(args.limit)):
+        for e in reversed(await AuditLog.from_config(db, cfg).entries(args.limit)):
             print(
                 f"{e.seq:6} {e.at:%Y-%m-%d %H:%M:%S} {e.actor:20} {e.action:8} {e.result:8} "
                 f"{e.target:32} {json.dumps(e.detail, ensure_ascii=False)}"
@@ -64,3 +73,40 @@ def cmd_audit_show(cfg: Config, args: argparse.Namespace) -> int:
         return 0
 
     return with_db(go, cfg)
+
+
+def cmd_audit_verify(cfg: Config, args: argparse.Namespace) -> int:
+    from hotline.records.audit import AuditLog
+    from hotline.records.seal import KeyFileError, Sealer
+
+    try:  # never create a key here: a new key would make every seal look foreign
+        sealer = Sealer.load(cfg.path(cfg.audit.key_file))
+    except KeyFileError as e:
+        return fail(f"error: {e}", 2)
+
+    async def go(db: Database) -> int:
+        report = await AuditLog(db, sealer, cfg.path(cfg.audit.checkpoint_file)).check()
+        if args.json:
+            print_json([p.to_json() for p in report.problems], ensure_ascii=False)
+        else:
+            for p in report.problems:
+                print(p.message)
+            print(report.summary())
+        return 0 if report.ok else 1
+
+    return with_db(go, cfg)
+
+
+def cmd_audit_rotate_key(cfg: Config, args: argparse.Namespace) -> int:
+    from hotline.records.seal import KeyFileError, Sealer
+
+    path = cfg.path(cfg.audit.key_file)
+    try:
+        sealer = Sealer.rotate(path)
+    except KeyFileError as e:
+        return fail(f"error: {e}", 2)
+    print(
+        f"{path}: new key {sealer.current} seals from now on (a running server: once "
+        f"restarted); {len(sealer.keys) - 1} older key(s) kept to verify what they sealed"
+    )
+    return 0

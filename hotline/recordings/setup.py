@@ -10,23 +10,29 @@ from dataclasses import dataclass
 from hotline.config import Config
 from hotline.recordings.http import recording_routes
 from hotline.recordings.ingest import CallIngest, sweep_forever
-from hotline.recordings.store import RecordingStore
+from hotline.recordings.store import IngestStep, RecordingStore
 from hotline.records.audit import AuditLog
 from hotline.records.interactions import InteractionStore
 from hotline.storage.db import Database
 from hotline.web import Routes
 
 
-def build_store(cfg: Config, db: Database, interactions: InteractionStore) -> RecordingStore:
+def build_store(
+    cfg: Config,
+    db: Database,
+    interactions: InteractionStore,
+    after_step: Callable[[IngestStep], None] | None = None,
+) -> RecordingStore:
     rc = cfg.recordings
     return RecordingStore(
         db,
         store_dir=cfg.path(rc.store_dir),
         spool_dir=cfg.path(rc.spool_dir),
-        audit=AuditLog(db),
+        audit=AuditLog.from_config(db, cfg),
         interactions=interactions,
         retention_days=dict(rc.retention_days),
         default_retention_days=rc.default_retention_days,
+        after_step=after_step,
     )
 
 

@@ -25,18 +25,17 @@ import logging
 import os
 import re
 import shutil
-import signal
 import uuid
 import wave
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import delete, select
 
-from hotline.records.audit import AuditLog
+from hotline.records.audit import AuditLog, AuditReport
 from hotline.records.interactions import InteractionStore
 from hotline.records.users import AccessDenied, Actor
 from hotline.storage.db import Database
@@ -188,10 +187,8 @@ def _wav_seconds(path: Path) -> float:
         return max(0.0, (path.stat().st_size - 44) / 16000)
 
 
-def _fault(step: str) -> None:
-    """Fault injection for the crash tests: HOTLINE_FAULT=ingest:<step> kills us there."""
-    if os.environ.get("HOTLINE_FAULT") == f"ingest:{step}":
-        os.kill(os.getpid(), signal.SIGKILL)
+# The durable steps of an ingest, in order (the module docstring says what each leaves).
+IngestStep = Literal["copied", "renamed", "recorded"]
 
 
 class RecordingStore:
@@ -204,6 +201,7 @@ class RecordingStore:
         interactions: InteractionStore | None = None,
         retention_days: dict[str, int] | None = None,
         default_retention_days: int = 365,
+        after_step: Callable[[IngestStep], None] | None = None,
     ) -> None:
         self._db = db
         self.store_dir = store_dir
@@ -213,6 +211,13 @@ class RecordingStore:
         self._retention = retention_days or {}
         self._default_days = default_retention_days
         self._ingest_lock = asyncio.Lock()
+        # Told after each durable ingest step: the crash drills (harness/crash_ingest.py)
+        # kill the process there and check that a restart loses and doubles nothing.
+        self._after_step = after_step
+
+    def _step(self, step: IngestStep) -> None:
+        if self._after_step is not None:
+            self._after_step(step)
 
     def retention_for(self, queue: str, day: date) -> date:
         return day + timedelta(days=self._retention.get(queue, self._default_days))
@@ -263,10 +268,10 @@ class RecordingStore:
             and await asyncio.to_thread(_sha256, final) == digest
         ):
             await asyncio.to_thread(_copy_verified, spool_file, tmp, digest)
-            _fault("copied")
+            self._step("copied")
             await asyncio.to_thread(os.replace, tmp, final)
             await asyncio.to_thread(_fsync_dir, folder)
-        _fault("renamed")
+        self._step("renamed")
         facts = facts or await self._facts_from_records(m["call_id"])
         rec = RecordingRow(
             id=uuid.uuid4().hex,
@@ -297,7 +302,7 @@ class RecordingStore:
             "ok",
             {"call_id": rec.call_id, "sha256": digest, "size": rec.size},
         )
-        _fault("recorded")
+        self._step("recorded")
         await asyncio.to_thread(spool_file.unlink, missing_ok=True)
         log.info(
             "recording stored",
@@ -488,6 +493,13 @@ class RecordingStore:
 
     async def verify(self, progress: Callable[[int, int], None] | None = None) -> list[str]:
         """Re-hash every stored file; report missing, altered and orphan files, and the chain."""
+        files, audit = await self.check(progress)
+        return files + [p.message for p in audit.problems]
+
+    async def check(
+        self, progress: Callable[[int, int], None] | None = None
+    ) -> tuple[list[str], AuditReport]:
+        """The files' problems, and the audit log's report (seals and checkpoints included)."""
         problems: list[str] = []
         async with self._db.sessions() as s:
             rows = list(await s.scalars(select(RecordingRow).order_by(RecordingRow.started_at)))
@@ -505,8 +517,7 @@ class RecordingStore:
         for f in files:
             if f.resolve() not in known:
                 problems.append(f"orphan file with no record: {f.relative_to(self.store_dir)}")
-        problems += await self.audit.verify()
-        return problems
+        return problems, await self.audit.check()
 
 
 def _plain(criteria: dict[str, Any]) -> dict[str, Any]:

@@ -122,7 +122,12 @@ class RecordingRow(Base):
 
 
 class AuditRow(Base):
-    """The tamper-evident log: each entry carries the hash of the one before."""
+    """The tamper-evident log: each entry carries the hash of the one before.
+
+    ``seal`` is an HMAC of ``hash`` with the key ``key_id`` names, a key kept
+    outside the database (hotline.records.seal); both are NULL on entries
+    written before sealing was introduced (revision 0006).
+    """
 
     __tablename__ = "audit_log"
 
@@ -135,6 +140,8 @@ class AuditRow(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+    key_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    seal: Mapped[str | None] = mapped_column(String(128), nullable=True)
 
 
 class UserRow(Base):

@@ -30,6 +30,8 @@ def config(tmp_path: Path, **overrides: str) -> Config:
             "HOTLINE_HTTP__PORT": str(free_port()),
             "HOTLINE_SPEECH__ENABLED": "false",
             "HOTLINE_PATHS__ASR_HOST": str(tmp_path / "asr"),
+            "HOTLINE_AUDIT__KEY_FILE": str(tmp_path / "audit.key"),
+            "HOTLINE_AUDIT__CHECKPOINT_FILE": str(tmp_path / "audit-checkpoints.jsonl"),
             **overrides,
         },
     )

@@ -26,7 +26,8 @@ def free_port() -> int:
 
 @pytest.fixture
 async def api(db: Database, tmp_path: Path) -> AsyncIterator[tuple[str, RecordingStore, str]]:
-    store = RecordingStore(db, tmp_path / "store", tmp_path / "spool", AuditLog(db))
+    audit = AuditLog.open(db, tmp_path / "keys" / "audit.key", tmp_path / "audit.jsonl")
+    store = RecordingStore(db, tmp_path / "store", tmp_path / "spool", audit)
     rec = await store.ingest(
         make_wav(store.spool_dir / "7.1--7.2.wav", 1.0), CallFacts("5551234", "1001", "billing")
     )
@@ -112,7 +113,8 @@ async def test_refusals_are_clear_and_audited(api: tuple[str, RecordingStore, st
 
 @pytest.mark.parametrize("db", ["sqlite"], indirect=True)
 async def test_health_needs_no_session_and_reports_parts(db: Database, tmp_path: Path) -> None:
-    store = RecordingStore(db, tmp_path / "store", tmp_path / "spool", AuditLog(db))
+    audit = AuditLog.open(db, tmp_path / "keys" / "audit.key", tmp_path / "audit.jsonl")
+    store = RecordingStore(db, tmp_path / "store", tmp_path / "spool", audit)
     parts: dict[str, dict[str, object]] = {
         "ami": {"connected": True},
         "mqtt": {"connected": True, "buffered": 0},

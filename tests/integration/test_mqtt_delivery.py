@@ -92,15 +92,15 @@ async def test_agent_reads_only_own_pops_and_cannot_publish(
     secured: tuple[Broker, dict[str, str]],
 ) -> None:
     broker, users = secured
-    own, t1 = await listen(broker.port, "hotline/agents/#", username="1002", password=users["1002"])
-    other, t2 = await listen(
-        broker.port, "hotline/agents/1001/screenpop", username="1002", password=users["1002"]
-    )
-    stats, t3 = await listen(
-        broker.port, "hotline/queues/+/stats", username="1002", password=users["1002"]
-    )
+    server = {"username": "hotline-server", "password": users["hotline-server"]}
+    agent = {"username": "1002", "password": users["1002"]}
+    own, t1 = await listen(broker.port, "hotline/agents/#", **agent)
+    other, t2 = await listen(broker.port, "hotline/agents/1001/screenpop", **agent)
+    stats, t3 = await listen(broker.port, "hotline/queues/+/stats", **agent)
+    # What agent 1001's desktop would get, seen by the server's user (reads everything).
+    victim, t4 = await listen(broker.port, "hotline/agents/1001/screenpop", **server)
     pub = MqttPublisher(
-        "127.0.0.1", broker.port, username="hotline-server", password=users["hotline-server"]
+        "127.0.0.1", broker.port, username=server["username"], password=server["password"]
     )
     pub.start()
     try:
@@ -109,21 +109,26 @@ async def test_agent_reads_only_own_pops_and_cannot_publish(
         pub.publish(
             "hotline/queues/billing/stats", {"type": "queue_stats", "waiting": 3}, retain=True
         )
-        assert await own.wait("/agents/1002/screenpop", call_id="b", timeout=5)
-        assert await stats.wait("/queues/billing/stats", timeout=5)
+        await own.expect("/agents/1002/screenpop", call_id="b", timeout=5)
+        await stats.expect("/queues/billing/stats", timeout=5)
+        await victim.expect("/agents/1001/screenpop", call_id="a", timeout=5)
         # An agent's own publish to someone else's pop topic is refused by the ACL.
         async with aiomqtt.Client(
-            "127.0.0.1", broker.port, username="1002", password=users["1002"]
+            "127.0.0.1", broker.port, username=agent["username"], password=agent["password"]
         ) as c:
             await c.publish(
                 "hotline/agents/1001/screenpop", json.dumps({"call_id": "forged"}), qos=1
             )
-        await asyncio.sleep(0.5)
+        # The broker acknowledged the forgery before the server's next pop: had it
+        # been let through, 1001 would have it before that pop.
+        pub.publish("hotline/agents/1001/screenpop", {"type": "screenpop", "call_id": "after"})
+        await victim.expect("/agents/1001/screenpop", call_id="after", timeout=5)
+        assert [p["call_id"] for p, _ in victim.messages_for("/screenpop")] == ["a", "after"]
         assert [p["call_id"] for p, _ in own.messages_for("/screenpop")] == ["b"]
         assert other.messages == []
     finally:
         await pub.stop()
-        for t in (t1, t2, t3):
+        for t in (t1, t2, t3, t4):
             t.cancel()
 
 
@@ -146,9 +151,11 @@ async def test_pops_wait_for_a_restarted_broker_and_stale_ones_are_dropped(plain
     )
     pub.start()
     try:
-        assert await wait_for(lambda: _v(pub.connected), timeout=5)
+        await wait_for(lambda: _v(pub.connected), timeout=5, what="the publisher connected")
         pub.publish("hotline/queues/billing/stats", {"waiting": 2}, retain=True)
-        await wait_for(lambda: _v(pub.published == 1), timeout=5)
+        await wait_for(
+            lambda: _v(pub.published == 1), timeout=5, what="the retained stats published"
+        )
         plain.stop()
         await asyncio.sleep(0.3)
         pub.publish("hotline/agents/1001/screenpop", {"call_id": "call-1"}, call_id="call-1")

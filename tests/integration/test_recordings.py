@@ -6,8 +6,8 @@ ingest` process with SIGKILL at each step and run it again.
 
 from __future__ import annotations
 
-import os
 import subprocess
+import sys
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -33,7 +33,7 @@ def store(db: Database, tmp_path: Path) -> RecordingStore:
         db,
         tmp_path / "store",
         tmp_path / "spool",
-        AuditLog(db),
+        AuditLog.open(db, tmp_path / "keys" / "audit.key", tmp_path / "audit.jsonl"),
         retention_days={"billing": 2555},
         default_retention_days=365,
     )
@@ -80,9 +80,9 @@ async def test_kill_9_at_any_step_then_restart_stores_exactly_once(
         "--min-age",
         "0",
     ]
-    crashed = subprocess.run(
-        cmd, env={**os.environ, "HOTLINE_FAULT": f"ingest:{step}"}, capture_output=True, text=True
-    )
+    # The drill ingests as the command does and kills itself -9 after that step.
+    drill = [sys.executable, "-m", "harness.crash_ingest", str(conf), step]
+    crashed = subprocess.run(drill, cwd=REPO, capture_output=True, text=True)
     assert crashed.returncode == -9, crashed.stderr
     again = subprocess.run(cmd, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr

@@ -82,5 +82,5 @@ async def test_malformed_reply_inside_the_flow_is_recorded_as_error(
 
     from harness.wait import wait_for
 
-    it = await wait_for(finished, 5)
+    it = await wait_for(finished, 5, what="the call's finished interaction record")
     assert it is not None and it.outcome == "error"

@@ -140,7 +140,11 @@ async def cti_live(
         )
         cti.service.call_ended.subscribe(recordings.ingest.on_call_ended)
         await cti.connect()
-        await wait_for(lambda: cti.ami.logged_in and cti.state.agents, timeout=10)
+        await wait_for(
+            lambda: cti.ami.logged_in and cti.state.agents,
+            timeout=10,
+            what="the CTI logged in to the AMI, with the agents known",
+        )
         try:
             yield LiveCti(cti, recordings.store), inbox, prefix
         finally:

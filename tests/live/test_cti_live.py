@@ -53,11 +53,11 @@ async def test_screen_pop_reaches_agent_while_phone_rings(
     assert pop["ivr"]["intent"] == "billing" and pop["ivr"]["outcome"] == "queued"
     assert pop["customer"] is None and pop["callback"] is False
     # Call lifecycle, in order.
-    await inbox.wait(f"/calls/{call_id}/events", event="ended")
+    await inbox.expect(f"/calls/{call_id}/events", event="ended")
     kinds = [p["event"] for p, _ in inbox.on(f"/calls/{call_id}/events")]
     assert kinds == ["ivr_started", "queued", "ringing", "answered", "ended"]
     # Agent 1001: ringing -> busy -> available.
-    await inbox.wait("/agents/1001/state", state="available", call_id=None)
+    await inbox.expect("/agents/1001/state", state="available", call_id=None)
     seq = states(inbox, "1001")
     i = seq.index("ringing")
     assert seq[i : i + 3] == ["ringing", "busy", "available"]
@@ -100,7 +100,7 @@ async def test_abandoned_call_shows_in_stats_and_events(
         s = inbox.on("/queues/support/stats")
         return bool(s and s[-1][0]["abandoned_today"] > (before[-1] if before else 0))
 
-    assert await wait_for(counted, timeout=10)
+    await wait_for(counted, timeout=10, what="support's abandoned_today counting the call")
 
 
 async def test_asterisk_restart_reconnects_and_rebuilds(
@@ -110,9 +110,9 @@ async def test_asterisk_restart_reconnects_and_rebuilds(
     logins = cti.ami.logins
     sandbox = str(REPO / "scripts" / "sandbox.sh")
     await asyncio.to_thread(subprocess.run, [sandbox, "down"], check=True, capture_output=True)
-    assert await wait_for(lambda: _value(not cti.ami.logged_in), timeout=5)
+    await wait_for(lambda: _value(not cti.ami.logged_in), timeout=5, what="the AMI logged out")
     await asyncio.to_thread(subprocess.run, [sandbox, "up"], check=True, capture_output=True)
-    assert await wait_for(lambda: _value(cti.ami.logins > logins), timeout=20)
+    await wait_for(lambda: _value(cti.ami.logins > logins), timeout=20, what="a new AMI login")
     await cti.drained()
     assert {"1001", "1002", "1003"} <= set(cti.state.agents)
     # And calls are tracked again: a pop for the next call arrives.
@@ -149,7 +149,7 @@ async def test_every_published_message_matches_its_schema(
             )
         finally:
             await agent.stop()
-        await inbox.wait("/screenpop")
+        await inbox.expect("/screenpop")
     schemas: dict[str, Any] = {}
     for f in (REPO / "cti" / "schemas").glob("*.schema.json"):
         schemas[f.name.removesuffix(".schema.json")] = json.loads(f.read_text())
@@ -210,7 +210,9 @@ async def test_answered_call_is_recorded_and_stored_within_10s(
     async def stored() -> list[Recording]:
         return await store.search(officer, caller=caller)
 
-    found = await wait_for(stored, timeout=10, interval=0.25)
+    found = await wait_for(
+        stored, timeout=10, interval=0.25, what="a recording stored within 10 s of hangup"
+    )
     assert found, "no recording stored within 10 s of hangup"
     assert time.monotonic() - hung_up < 10
     rec = found[0]

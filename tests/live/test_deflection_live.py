@@ -27,7 +27,7 @@ from cti.ami import AmiClient, AmiEvent
 from cti.callbacks import CallbackDispatcher, CallbackPolicy
 from harness.mqtt import Inbox
 from harness.sipp import Agent, Keys, Pause, Step, run_caller
-from harness.wait import wait_for
+from harness.wait import poll_until, wait_for
 from hotline.deflection.callbacks import Callback, CallbackStore
 from hotline.deflection.notify import FileNotifier
 from ivr.flow.engine import Services
@@ -58,13 +58,14 @@ async def pause(ami: AmiClient, agent: str, paused: bool) -> None:
 
 
 async def completed(store: CallbackStore, callback_id: str) -> Callback | None:
-    """The callback once it is completed (waits up to 30 s)."""
+    """The callback once it is completed (waits up to 30 s); None if it is not by then
+    (the caller asserts, with what it knows: the store, the phones' errors)."""
 
     async def done() -> Callback | None:
         got = await store.get(callback_id)
         return got if got is not None and got.status == "completed" else None
 
-    return await wait_for(done, timeout=30)
+    return await poll_until(done, timeout=30)
 
 
 async def status_of(store: CallbackStore, callback_id: str) -> str | None:
@@ -86,7 +87,11 @@ async def deflection_on(
     live_server.on_deflection = cti.count_deflection
     for a in BILLING_AGENTS:
         await pause(cti.ami, a, True)
-    await wait_for(lambda: all(cti.state.agents[a].paused for a in BILLING_AGENTS), timeout=5)
+    await wait_for(
+        lambda: all(cti.state.agents[a].paused for a in BILLING_AGENTS),
+        timeout=5,
+        what="both billing agents paused in the CTI's state",
+    )
     try:
         yield cti, inbox, store
     finally:
@@ -142,7 +147,7 @@ async def test_callback_rings_the_agent_then_the_caller_with_a_pop_marked_callba
         live_server.on_callback_booked = dispatcher.poke
         try:
             cb = await book_callback(store, caller)
-            await inbox.wait("/queues/billing/stats", timeout=5)
+            await inbox.expect("/queues/billing/stats", timeout=5)
             last = inbox.on("/queues/billing/stats")[-1][0]
             assert last["deflection"].get("offered", 0) >= 1
             assert last["deflection"].get("callback_booked", 0) >= 1
@@ -213,14 +218,22 @@ async def test_on_a_busy_queue_a_callback_gets_the_next_free_agent_before_later_
             await phone.start()
             await pause(cti.ami, "1001", False)  # 1002 stays away: one agent for billing
             callers.append(queue_caller(cti.ami, "5550111"))
-            await wait_for(lambda: cti.state.agents["1001"].state == "busy", timeout=20)
+            await wait_for(
+                lambda: cti.state.agents["1001"].state == "busy",
+                timeout=20,
+                what="agent 1001 busy with the first queue caller",
+            )
             # The callback is booked while 1001 talks, then a later caller joins.
             cb = await store.book(queue="billing", number=caller, call_id="live-busy-queue")
             dispatcher.poke()
             await asyncio.sleep(1.5)
             assert await status_of(store, cb.id) == "pending"  # no agent free yet
             callers.append(queue_caller(cti.ami, "5550222"))
-            await wait_for(lambda: len(billing.callers) == 1, timeout=10)
+            await wait_for(
+                lambda: len(billing.callers) == 1,
+                timeout=10,
+                what="the later caller waiting in billing",
+            )
 
             await hang_up_agent(cti.ami, "1001")  # 1001's first call ends
             pop, _ = await inbox.expect(
@@ -235,8 +248,14 @@ async def test_on_a_busy_queue_a_callback_gets_the_next_free_agent_before_later_
             await asyncio.sleep(1)
             await hang_up_agent(cti.ami, "1001")  # the callback conversation ends
             # No callback left in line: the queue gives 1001 to that caller.
-            await wait_for(lambda: not billing.callers, timeout=20)
-            await wait_for(lambda: cti.state.agents["1001"].state == "busy", timeout=10)
+            await wait_for(
+                lambda: not billing.callers, timeout=20, what="billing's waiting caller answered"
+            )
+            await wait_for(
+                lambda: cti.state.agents["1001"].state == "busy",
+                timeout=10,
+                what="agent 1001 busy with the later caller",
+            )
             await hang_up_agent(cti.ami, "1001")
             await phones_done(agent, phone)  # three calls for 1001, one for the caller
         finally:
@@ -284,7 +303,7 @@ async def start_serve(env: dict[str, str], log: Path) -> asyncio.subprocess.Proc
         text = log.read_text(errors="replace")
         return "hotline serving" in text and text.count("AMI logged in") >= 1
 
-    await wait_for(serving, timeout=20)
+    await wait_for(serving, timeout=20, what=f"'hotline serving' and 'AMI logged in' in {log}")
     return proc
 
 

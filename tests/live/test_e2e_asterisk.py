@@ -21,7 +21,7 @@ from tests.support.paths import REPO
 pytestmark = pytest.mark.asterisk
 
 
-async def interaction_for(services: Services, caller: str, after: int = 0) -> Interaction | None:
+async def interaction_for(services: Services, caller: str, after: int = 0) -> Interaction:
     """The newest finished interaction of this caller, beyond the first `after` ones."""
 
     async def finished() -> Interaction | None:
@@ -30,7 +30,12 @@ async def interaction_for(services: Services, caller: str, after: int = 0) -> In
             return calls[0]
         return None
 
-    return await wait_for(finished, timeout=15, interval=0.2)
+    return await wait_for(
+        finished,
+        timeout=15,
+        interval=0.2,
+        what=f"{caller}'s interaction number {after + 1}, finished",
+    )
 
 
 async def count(services: Services, caller: str) -> int:

@@ -23,12 +23,12 @@ from tests.support.speech import korean_speech
 MENU_PROMPT = "요금 문의, 기술 지원, 상담원 연결 중에서 말씀하시거나 1번, 2번, 0번을 누르세요."
 
 
-async def finished(services: Services, caller: str) -> Interaction | None:
+async def finished(services: Services, caller: str) -> Interaction:
     async def done() -> Interaction | None:
         calls = await services.interactions.recent(limit=5, caller=caller)
         return calls[0] if calls and calls[0].ended_at is not None else None
 
-    return await wait_for(done, timeout=20, interval=0.25)
+    return await wait_for(done, timeout=20, interval=0.25, what=f"{caller}'s finished interaction")
 
 
 @pytest.mark.asterisk

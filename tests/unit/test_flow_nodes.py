@@ -68,7 +68,7 @@ async def call(services: Services, flow_text: str, linkedid: str) -> tuple[FakeC
         it = await services.interactions.get(linkedid)
         return it if it is not None and it.ended_at is not None else None
 
-    record = await wait_for(finished, timeout=5)
+    record = await wait_for(finished, timeout=5, what=f"call {linkedid}'s finished interaction")
     assert record is not None
     return done, record
 

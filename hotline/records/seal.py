@@ -1,0 +1,285 @@
+"""The audit log's sealing keys and its checkpoint file, both kept outside the database.
+
+**Keys.**  The key file holds one HMAC-SHA-256 key per line, ``KEY_ID HEX_KEY``
+(``#`` starts a comment); the last line is the current key, which seals new
+entries, and every earlier line stays so entries sealed with it still verify.
+A key id is the key's fingerprint (``KEY_ID = sha256("hotline-audit-key" +
+key)[:16]``), so a line whose id does not fit its key is refused.  The file is
+created on first start, mode 0600, in a folder created 0700; a key file any
+other user can read is refused.  :meth:`Sealer.rotate` appends a new key.
+
+**Checkpoints.**  Every append also appends one JSON line to the checkpoint
+file, ``{"seq", "hash", "at", "key_id", "seal"}``: the new head of the chain,
+sealed.  One ``write`` on an ``O_APPEND`` descriptor and an ``fsync``, so lines
+from two processes never interleave.  Removing entries from the database
+(the newest included, or all) leaves the log behind its newest checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+KEY_BYTES = 32
+_ENTRY = b"hotline-audit-entry-v1:"
+_CHECKPOINT = b"hotline-audit-checkpoint-v1:"
+
+
+class KeyFileError(Exception):
+    """The key file cannot be read, is malformed, or is readable by others."""
+
+
+def key_id(key: bytes) -> str:
+    return hashlib.sha256(b"hotline-audit-key" + key).hexdigest()[:16]
+
+
+def _key_line(key: bytes) -> str:
+    return f"{key_id(key)} {key.hex()}\n"
+
+
+@dataclass(frozen=True)
+class Sealer:
+    """HMAC-SHA-256 keys by id; ``current`` seals what is written now."""
+
+    keys: Mapping[str, bytes]
+    current: str
+
+    # -- sealing ------------------------------------------------------------------
+
+    def seal_entry(self, entry_hash: str) -> tuple[str, str]:
+        """``(key_id, seal)`` of an audit entry's chained hash, with the current key."""
+        return self.current, self._mac(self.current, _ENTRY + entry_hash.encode())
+
+    def entry_ok(self, key: str, entry_hash: str, seal: str) -> bool | None:
+        """Whether ``seal`` fits; ``None`` when ``key`` is not a known key id."""
+        return self._check(key, _ENTRY + entry_hash.encode(), seal)
+
+    def seal_checkpoint(self, seq: int, head: str, at: str) -> tuple[str, str]:
+        return self.current, self._mac(self.current, _checkpoint_message(seq, head, at))
+
+    def checkpoint_ok(self, key: str, seq: int, head: str, at: str, seal: str) -> bool | None:
+        return self._check(key, _checkpoint_message(seq, head, at), seal)
+
+    def _mac(self, key: str, message: bytes) -> str:
+        return hmac.new(self.keys[key], message, hashlib.sha256).hexdigest()
+
+    def _check(self, key: str, message: bytes, seal: str) -> bool | None:
+        if key not in self.keys:
+            return None
+        return hmac.compare_digest(self._mac(key, message), seal)
+
+    # -- the key file -------------------------------------------------------------
+
+    @classmethod
+    def generate(cls) -> Sealer:
+        """A sealer with one new random key (tests; nothing is written)."""
+        key = secrets.token_bytes(KEY_BYTES)
+        return cls({key_id(key): key}, key_id(key))
+
+    @classmethod
+    def load(cls, key_file: Path) -> Sealer:
+        """Every key in ``key_file``; the last one is current."""
+        try:
+            st = key_file.stat()
+            text = key_file.read_text()
+        except OSError as e:
+            raise KeyFileError(f"audit key file {key_file}: {e.strerror}") from e
+        if st.st_mode & 0o077:
+            raise KeyFileError(
+                f"audit key file {key_file}: mode {stat.S_IMODE(st.st_mode):04o} lets others "
+                "read it; chmod 600 it"
+            )
+        keys: dict[str, bytes] = {}
+        current = ""
+        for n, line in enumerate(text.splitlines(), start=1):
+            line = line.split("#", 1)[0].strip()
+            if not line:
+                continue
+            parts = line.split()
+            try:
+                if len(parts) != 2:
+                    raise ValueError
+                kid, key = parts[0], bytes.fromhex(parts[1])
+            except ValueError:
+                raise KeyFileError(f"audit key file {key_file}:{n}: not 'KEY_ID HEX_KEY'") from None
+            if len(key) < 16 or key_id(key) != kid:
+                raise KeyFileError(f"audit key file {key_file}:{n}: key id does not fit the key")
+            keys[kid] = key
+            current = kid
+        if not keys:
+            raise KeyFileError(f"audit key file {key_file}: no key in it")
+        return cls(keys, current)
+
+    @classmethod
+    def load_or_create(cls, key_file: Path) -> Sealer:
+        """The keys in ``key_file``, creating it (0600, folder 0700) with one key if missing."""
+        if not key_file.exists():
+            _create_key_file(key_file)
+        return cls.load(key_file)
+
+    @classmethod
+    def rotate(cls, key_file: Path) -> Sealer:
+        """Append a new key to ``key_file``: it seals from now on; the old ones still verify."""
+        cls.load(key_file)  # refuse to append to a file we would not read
+        line = _key_line(secrets.token_bytes(KEY_BYTES)).encode()
+        fd = os.open(key_file, os.O_WRONLY | os.O_APPEND)
+        try:
+            os.write(fd, line)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return cls.load(key_file)
+
+
+def _create_key_file(key_file: Path) -> None:
+    folder = key_file.parent
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    for p in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            p.mkdir(mode=0o700)
+    # Written whole under a temporary name, then linked in place: two processes
+    # starting at once both end with the one file, never with an empty one.
+    tmp = folder / f".{key_file.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, _key_line(secrets.token_bytes(KEY_BYTES)).encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.link(tmp, key_file)
+    except FileExistsError:
+        pass  # another process made it first: use theirs
+    finally:
+        tmp.unlink()
+    _fsync_dir(folder)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _checkpoint_message(seq: int, head: str, at: str) -> bytes:
+    return _CHECKPOINT + f"{seq}:{head}:{at}".encode()
+
+
+# -- checkpoints -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    seq: int
+    hash: str
+    at: str  # ISO 8601, UTC, as sealed
+    key_id: str
+    seal: str
+    line: int = 0  # its line in the file (1-based), when read
+
+    def when(self) -> datetime:
+        return datetime.fromisoformat(self.at)
+
+    def to_line(self) -> bytes:
+        return (
+            json.dumps(
+                {
+                    "seq": self.seq,
+                    "hash": self.hash,
+                    "at": self.at,
+                    "key_id": self.key_id,
+                    "seal": self.seal,
+                },
+                separators=(",", ":"),
+            )
+            + "\n"
+        ).encode()
+
+
+def make_checkpoint(sealer: Sealer, seq: int, head: str) -> Checkpoint:
+    at = datetime.now(UTC).isoformat(timespec="microseconds")
+    kid, seal = sealer.seal_checkpoint(seq, head, at)
+    return Checkpoint(seq, head, at, kid, seal)
+
+
+def append_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
+    """Append one line with one ``write`` (``O_APPEND``) and ``fsync`` it (blocking)."""
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    created = not path.exists()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+    try:
+        data = checkpoint.to_line()
+        if os.write(fd, data) != len(data):
+            raise OSError(f"{path}: short write of an audit checkpoint")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if created:
+        _fsync_dir(path.parent)
+
+
+@dataclass(frozen=True)
+class CheckpointRead:
+    """What the checkpoint file says, read line by line (it is never held whole)."""
+
+    exists: bool
+    count: int = 0  # well-formed lines sealed with a known key
+    first_seq: int | None = None  # the lowest seq of any well-formed line: sealing began there
+    newest: Checkpoint | None = None  # the highest sequence number (the later line on a tie)
+    problems: tuple[tuple[int, str, str], ...] = ()  # (line, kind, why)
+
+
+def read_checkpoints(path: Path, sealer: Sealer) -> CheckpointRead:
+    """Every checkpoint line, each checked against its seal (blocking)."""
+    count, first, newest = 0, None, None
+    problems: list[tuple[int, str, str]] = []
+    try:
+        f = path.open("rb")
+    except FileNotFoundError:
+        return CheckpointRead(exists=False)
+    with f:
+        for n, raw in enumerate(f, start=1):
+            line = raw.decode("utf-8", errors="replace")
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+                cp = Checkpoint(
+                    int(obj["seq"]),
+                    str(obj["hash"]),
+                    str(obj["at"]),
+                    str(obj["key_id"]),
+                    str(obj["seal"]),
+                    n,
+                )
+            except (ValueError, KeyError, TypeError):
+                why = "unreadable" if raw.endswith(b"\n") else "unreadable (cut short)"
+                problems.append((n, "checkpoint-unreadable", why))
+                continue
+            # Where the file begins counts every well-formed line: a forged first
+            # line is reported for its seal anyway.
+            first = cp.seq if first is None else min(first, cp.seq)
+            ok = sealer.checkpoint_ok(cp.key_id, cp.seq, cp.hash, cp.at, cp.seal)
+            if ok is None:
+                problems.append((n, "unknown-key", f"sealed with unknown key id {cp.key_id}"))
+                continue
+            if not ok:
+                problems.append((n, "checkpoint-seal", "seal wrong (the line was edited)"))
+                continue
+            count += 1
+            if newest is None or cp.seq >= newest.seq:
+                newest = cp
+    return CheckpointRead(True, count, first, newest, tuple(problems))
