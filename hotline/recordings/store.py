@@ -39,6 +39,7 @@ from hotline.records.audit import AuditLog, AuditReport
 from hotline.records.interactions import InteractionStore
 from hotline.records.users import AccessDenied, Actor
 from hotline.storage.db import Database
+from hotline.storage.files import fsync_dir
 from hotline.storage.tables import RecordingRow
 
 log = logging.getLogger("hotline.recordings")
@@ -170,14 +171,6 @@ def _copy_verified(src: Path, tmp: Path, expected: str) -> None:
         raise
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _wav_seconds(path: Path) -> float:
     try:
         with wave.open(str(path), "rb") as w:
@@ -250,7 +243,7 @@ class RecordingStore:
                 tmp = final.with_name(f".{name}.tmp")
                 await asyncio.to_thread(_copy_verified, spool_file, tmp, row.sha256)
                 await asyncio.to_thread(os.replace, tmp, final)
-                await asyncio.to_thread(_fsync_dir, final.parent)
+                await asyncio.to_thread(fsync_dir, final.parent)
                 await self.audit.record(
                     "system", "restore", row.id, "ok", {"sha256": row.sha256, "from": "spool"}
                 )
@@ -270,7 +263,7 @@ class RecordingStore:
             await asyncio.to_thread(_copy_verified, spool_file, tmp, digest)
             self._step("copied")
             await asyncio.to_thread(os.replace, tmp, final)
-            await asyncio.to_thread(_fsync_dir, folder)
+            await asyncio.to_thread(fsync_dir, folder)
         self._step("renamed")
         facts = facts or await self._facts_from_records(m["call_id"])
         rec = RecordingRow(

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from hotline.storage.files import fsync_dir
+
 KEY_BYTES = 32
 _ENTRY = b"hotline-audit-entry-v1:"
 _CHECKPOINT = b"hotline-audit-checkpoint-v1:"
@@ -162,15 +164,7 @@ def _create_key_file(key_file: Path) -> None:
         pass  # another process made it first: use theirs
     finally:
         tmp.unlink()
-    _fsync_dir(folder)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_dir(folder)
 
 
 def _checkpoint_message(seq: int, head: str, at: str) -> bytes:
@@ -228,7 +222,7 @@ def append_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
     finally:
         os.close(fd)
     if created:
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
 
 
 @dataclass(frozen=True)
