@@ -20,6 +20,7 @@ from typing import get_args
 from hotline.config import load_config
 from hotline.recordings.setup import build_store
 from hotline.recordings.store import IngestStep
+from hotline.records.audit import AuditLog
 from hotline.records.interactions import InteractionStore
 from hotline.storage.db import Database
 
@@ -34,7 +35,8 @@ async def drill(config: Path, kill_at: IngestStep) -> None:
     db = Database(cfg.database_url())
     await db.migrate()
     try:
-        store = build_store(cfg, db, InteractionStore(db), after_step=after_step)
+        audit = AuditLog.from_config(db, cfg)
+        store = build_store(cfg, db, InteractionStore(db), audit, after_step=after_step)
         await store.sweep(min_age_s=0)
     finally:
         await db.close()

@@ -93,12 +93,21 @@ async def running(cfg: Config, role: Role = "all") -> AsyncIterator[Server]:
                     )
                 )
 
+        # One audit log for the process: the recording store and the web app's
+        # logins append to the same chain (and take the same in-process lock).
+        # Built only where something appends to it; reading the key file (or
+        # creating it on first start) happens off the event loop.
+        serves_web = cfg.http.enabled and role in ("all", "cti")
+        audit = None
+        if serves_web or (cti is not None and cfg.recordings.enabled):
+            audit = await asyncio.to_thread(AuditLog.from_config, db, cfg)
+
         recordings = None
-        if cti is not None and cfg.recordings.enabled:
+        if cti is not None and audit is not None and cfg.recordings.enabled:
             recordings = await stack.enter_async_context(
                 recordings_feature.setup(
                     cfg,
-                    recordings_feature.RecordingsDeps(db, interactions, cti.state.call_live),
+                    recordings_feature.RecordingsDeps(db, interactions, audit, cti.state.call_live),
                 )
             )
             cti.service.call_ended.subscribe(recordings.ingest.on_call_ended)
@@ -131,11 +140,11 @@ async def running(cfg: Config, role: Role = "all") -> AsyncIterator[Server]:
             )
 
         server = Server(db, directory, interactions, ivr, cti, recordings, deflection)
-        if cfg.http.enabled and role in ("all", "cti"):
+        if serves_web and audit is not None:
             routes: list[Routes] = [recordings.routes] if recordings else []
             app = build_web_app(
                 Users(db),
-                AuditLog.from_config(db, cfg),
+                audit,
                 session_ttl_s=cfg.http.session_ttl_s,
                 health=server.health,
                 routes=routes,

@@ -53,9 +53,10 @@ def register(sub: Subparsers) -> None:
 
 def _store(cfg: Config, db: Database) -> RecordingStore:
     from hotline.recordings.setup import build_store
+    from hotline.records.audit import AuditLog
     from hotline.records.interactions import InteractionStore
 
-    return build_store(cfg, db, InteractionStore(db))
+    return build_store(cfg, db, InteractionStore(db), AuditLog.from_config(db, cfg))
 
 
 def cmd_recordings_search(cfg: Config, args: argparse.Namespace) -> int:

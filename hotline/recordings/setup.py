@@ -21,6 +21,7 @@ def build_store(
     cfg: Config,
     db: Database,
     interactions: InteractionStore,
+    audit: AuditLog,
     after_step: Callable[[IngestStep], None] | None = None,
 ) -> RecordingStore:
     rc = cfg.recordings
@@ -28,7 +29,7 @@ def build_store(
         db,
         store_dir=cfg.path(rc.store_dir),
         spool_dir=cfg.path(rc.spool_dir),
-        audit=AuditLog.from_config(db, cfg),
+        audit=audit,
         interactions=interactions,
         retention_days=dict(rc.retention_days),
         default_retention_days=rc.default_retention_days,
@@ -40,6 +41,9 @@ def build_store(
 class RecordingsDeps:
     db: Database
     interactions: InteractionStore
+    # The process's one audit log (its in-process lock orders the appends of every
+    # part of the server before the database lock does).
+    audit: AuditLog
     # Whether a call is still going on (its files may still be written): the CTI knows.
     is_live: Callable[[str], bool]
 
@@ -53,7 +57,7 @@ class Recordings:
 
 @contextlib.asynccontextmanager
 async def setup(cfg: Config, deps: RecordingsDeps) -> AsyncIterator[Recordings]:
-    store = build_store(cfg, deps.db, deps.interactions)
+    store = build_store(cfg, deps.db, deps.interactions, deps.audit)
     ingest = CallIngest(store)
     rc = cfg.recordings
     sweeper = asyncio.get_running_loop().create_task(

@@ -18,6 +18,7 @@ import pytest
 from harness.mqtt import Inbox, subscribe
 from harness.wait import wait_for
 from hotline.config import Config, load_config
+from hotline.records.audit import AuditLog
 from hotline.records.customers import CustomerDirectory
 from hotline.records.interactions import InteractionStore
 from hotline.storage.db import Database
@@ -135,7 +136,10 @@ async def cti_live(
         )
         recordings = await stack.enter_async_context(
             recordings_feature.setup(
-                cfg, recordings_feature.RecordingsDeps(db, interactions, cti.state.call_live)
+                cfg,
+                recordings_feature.RecordingsDeps(
+                    db, interactions, AuditLog.from_config(db, cfg), cti.state.call_live
+                ),
             )
         )
         cti.service.call_ended.subscribe(recordings.ingest.on_call_ended)
