@@ -276,7 +276,11 @@ class AuditLog:
         # appended during the walk are neither "truncated" nor "behind".
         async with self._db.sessions() as s, s.begin():
             await self._hold_head(s)
-            cps = await asyncio.to_thread(read_checkpoints, self.checkpoint_file, self.sealer)
+            # Only the lines appended since the first read: each line's seal is
+            # checked once, however long the file has grown.
+            cps = await asyncio.to_thread(
+                read_checkpoints, self.checkpoint_file, self.sealer, before
+            )
             head = int(await s.scalar(select(func.max(AuditRow.seq))) or 0)
             at_checkpoint = (
                 None

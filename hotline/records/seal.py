@@ -234,18 +234,39 @@ class CheckpointRead:
     first_seq: int | None = None  # the lowest seq of any well-formed line: sealing began there
     newest: Checkpoint | None = None  # the highest sequence number (the later line on a tie)
     problems: tuple[tuple[int, str, str], ...] = ()  # (line, kind, why)
+    # Lines read and the byte offset after them, where a later read goes on; None
+    # when the file ended in a line cut short (a later read starts over).
+    lines: int = 0
+    end: int | None = 0
 
 
-def read_checkpoints(path: Path, sealer: Sealer) -> CheckpointRead:
-    """Every checkpoint line, each checked against its seal (blocking)."""
-    count, first, newest = 0, None, None
-    problems: list[tuple[int, str, str]] = []
+def read_checkpoints(
+    path: Path, sealer: Sealer, since: CheckpointRead | None = None
+) -> CheckpointRead:
+    """Every checkpoint line, each checked against its seal (blocking).
+
+    With ``since`` (an earlier read of the same file), only the lines appended
+    after it are read and checked, and the result covers the whole file; if
+    the file is shorter than it was, it is read again from the start.
+    """
     try:
         f = path.open("rb")
     except FileNotFoundError:
         return CheckpointRead(exists=False)
     with f:
-        for n, raw in enumerate(f, start=1):
+        if (
+            since is None
+            or since.end is None
+            or not since.exists
+            or os.fstat(f.fileno()).st_size < since.end
+        ):
+            since = CheckpointRead(exists=True)
+        count, first, newest = since.count, since.first_seq, since.newest
+        problems = list(since.problems)
+        f.seek(since.end or 0)
+        n, whole = since.lines, True
+        for n, raw in enumerate(f, start=since.lines + 1):
+            whole = raw.endswith(b"\n")
             line = raw.decode("utf-8", errors="replace")
             if not line.strip():
                 continue
@@ -276,4 +297,5 @@ def read_checkpoints(path: Path, sealer: Sealer) -> CheckpointRead:
             count += 1
             if newest is None or cp.seq >= newest.seq:
                 newest = cp
-    return CheckpointRead(True, count, first, newest, tuple(problems))
+        end = f.tell() if whole else None
+    return CheckpointRead(True, count, first, newest, tuple(problems), n, end)

@@ -10,7 +10,15 @@ from pathlib import Path
 import pytest
 
 from hotline.records.audit import AuditLog
-from hotline.records.seal import KeyFileError, Sealer, key_id
+from hotline.records.seal import (
+    CheckpointRead,
+    KeyFileError,
+    Sealer,
+    append_checkpoint,
+    key_id,
+    make_checkpoint,
+    read_checkpoints,
+)
 from hotline.storage.db import Database
 
 
@@ -115,3 +123,36 @@ async def test_entries_sealed_before_a_rotation_still_verify(db: Database, tmp_p
         (2, "unknown-key"),
     ]
     assert old_line.split()[0] in report.problems[2].message
+
+
+def test_a_later_read_of_the_checkpoint_file_goes_on_where_the_first_stopped(
+    tmp_path: Path,
+) -> None:
+    """verify reads the file twice (before the walk, and under the lock): the second
+    read checks only the new lines yet says what a full read says."""
+    sealer, path = Sealer.generate(), tmp_path / "checkpoints.jsonl"
+    for seq in (1, 2):
+        append_checkpoint(path, make_checkpoint(sealer, seq, f"{seq:064x}"))
+    first = read_checkpoints(path, sealer)
+    with path.open("ab") as f:
+        f.write(b"not json\n")
+    append_checkpoint(path, make_checkpoint(sealer, 3, f"{3:064x}"))
+
+    def facts(r: CheckpointRead) -> tuple[object, ...]:
+        return (r.count, r.first_seq, r.newest, r.problems, r.lines)
+
+    later = read_checkpoints(path, sealer, first)
+    assert facts(later) == facts(read_checkpoints(path, sealer))
+    assert later.newest is not None and later.newest.seq == 3
+    assert later.problems == ((3, "checkpoint-unreadable", "unreadable"),)
+
+    # A file that ends in a line cut short is read again from the start next time,
+    # and one that shrank (cut, replaced) too.
+    with path.open("ab") as f:
+        f.write(b'{"seq": 4')
+    cut = read_checkpoints(path, sealer, later)
+    assert cut.end is None
+    append_checkpoint(path, make_checkpoint(sealer, 5, f"{5:064x}"))
+    assert facts(read_checkpoints(path, sealer, cut)) == facts(read_checkpoints(path, sealer))
+    path.write_bytes(path.read_bytes()[: first.end])
+    assert facts(read_checkpoints(path, sealer, later)) == facts(read_checkpoints(path, sealer))
