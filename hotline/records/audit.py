@@ -307,26 +307,19 @@ class AuditLog:
     ) -> list[AuditProblem]:
         cp = cps.newest
         if cp is None:
-            if walk.sealed and not cps.exists:
-                return [
-                    AuditProblem(
-                        None,
-                        "checkpoint-missing",
-                        f"checkpoint file {self.checkpoint_file} is missing, yet "
-                        f"{walk.sealed} entries are sealed: the log cannot be checked for "
-                        "removed newest entries",
-                    )
-                ]
-            if walk.sealed:
-                return [
-                    AuditProblem(
-                        None,
-                        "checkpoint-missing",
-                        f"checkpoint file {self.checkpoint_file} holds no valid checkpoint, yet "
-                        f"{walk.sealed} entries are sealed",
-                    )
-                ]
-            return []
+            if not walk.sealed:
+                return []
+            why = (
+                f"is missing, yet {walk.sealed} entries are sealed: the log cannot be "
+                "checked for removed newest entries"
+                if not cps.exists
+                else f"holds no valid checkpoint, yet {walk.sealed} entries are sealed"
+            )
+            return [
+                AuditProblem(
+                    None, "checkpoint-missing", f"checkpoint file {self.checkpoint_file} {why}"
+                )
+            ]
         when = f"{cp.when():%Y-%m-%d %H:%M:%S} UTC"
         if head < cp.seq:
             gone = f"entry {cp.seq}" if head + 1 == cp.seq else f"entries {head + 1}..{cp.seq}"
