@@ -21,9 +21,8 @@ import logging
 import random
 import re
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import aiomqtt
 
@@ -91,7 +90,7 @@ class MqttPublisher:
     def publish(
         self,
         topic: str,
-        payload: dict[str, Any],
+        payload: Mapping[str, object],
         *,
         retain: bool = False,
         call_id: str | None = None,

@@ -150,7 +150,7 @@ class CtiService:
             case CallEvent():
                 self.publisher.publish(
                     self.publisher.topic("calls", topic_segment(out.call_id), "events"),
-                    dict(call_event_payload(out, time.time())),
+                    call_event_payload(out, time.time()),
                 )
 
     async def _pop(self, pop: ScreenPop) -> None:
@@ -162,7 +162,7 @@ class CtiService:
             payload = await self.screen_pop(pop, lookups=False)
         self.publisher.publish(
             self.publisher.topic("agents", topic_segment(pop.agent), "screenpop"),
-            dict(payload),
+            payload,
             call_id=pop.call.call_id,
         )
         self.pops_sent += 1
@@ -170,14 +170,14 @@ class CtiService:
     def _emit_agent(self, number: str) -> None:
         self.publisher.publish(
             self.publisher.topic("agents", topic_segment(number), "state"),
-            dict(agent_state_payload(self.state.agents[number])),
+            agent_state_payload(self.state.agents[number]),
             retain=True,
         )
 
     def _emit_queue(self, queue: str) -> None:
         self.publisher.publish(
             self.publisher.topic("queues", topic_segment(queue), "stats"),
-            dict(queue_stats_payload(self.state.queue_stats(queue), time.time())),
+            queue_stats_payload(self.state.queue_stats(queue), time.time()),
             retain=True,
         )
 
