@@ -55,6 +55,8 @@ class Server:
             report["fastagi"] = self.ivr.health()
         if self.cti is not None:
             report.update(self.cti.health())
+        if self.recordings is not None:
+            report["recordings"] = self.recordings.health()
         return report
 
 

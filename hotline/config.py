@@ -160,6 +160,8 @@ class RecordingsConfig(_Section):
     sweep_interval_s: float = Field(default=30.0, gt=0)
     # A spool file this recent may still be written: the sweeper leaves it.
     min_age_s: float = Field(default=3.0, ge=0)
+    # /health says "degraded" when a spool file has waited this long unstored.
+    stalled_after_s: float = Field(default=120.0, gt=0)
     default_retention_days: int = Field(default=365, ge=1)
     retention_days: dict[str, int] = Field(default_factory=lambda: {"billing": 2555})
 
@@ -241,6 +243,12 @@ class DeflectionConfig(_Section):
     callback_max_attempts: int = Field(default=3, ge=1, le=20)
     callback_retry_after_s: float = Field(default=120.0, ge=1)
     callback_agent_ring_s: float = Field(default=25.0, ge=5, le=120)
+    # Toll and SMS fraud from a spoofed caller ID: at most this many links and
+    # callbacks per number in any ``window_s`` seconds, counted in the database
+    # (so across restarts and processes); 0 never offers them.
+    max_links_per_number: int = Field(default=3, ge=0, le=1000)
+    max_callbacks_per_number: int = Field(default=3, ge=0, le=1000)
+    window_s: float = Field(default=86400.0, ge=60, le=31 * 86400)
 
     @field_validator("number_pattern")
     @classmethod

@@ -117,10 +117,12 @@ def cmd_recordings_ingest(cfg: Config, args: argparse.Namespace) -> int:
         report = await _store(cfg, db).sweep(min_age_s=args.min_age)
         print(
             f"ingested {len(report.ingested)}, waiting {len(report.waiting)}, "
-            f"failed {len(report.failed)}, not ours {len(report.unknown)}"
+            f"failed {len(report.failed)}, not ours {len(report.quarantined)}"
         )
         for name in report.failed:
             print(f"  failed (kept in the spool): {name}")
+        for name in report.quarantined:
+            print(f"  names no call, quarantined: {name}")
         return 1 if report.failed else 0
 
     return with_db(go, cfg)

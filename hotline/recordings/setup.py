@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from hotline.config import Config
 from hotline.recordings.http import recording_routes
-from hotline.recordings.ingest import CallIngest, sweep_forever
+from hotline.recordings.ingest import CallIngest, SweeperHealth, sweep_forever, watch_spool
 from hotline.recordings.store import IngestStep, RecordingStore
 from hotline.records.audit import AuditLog
 from hotline.records.interactions import InteractionStore
@@ -53,6 +53,11 @@ class Recordings:
     store: RecordingStore
     ingest: CallIngest
     routes: Routes
+    sweeper: SweeperHealth
+
+    def health(self) -> dict[str, object]:
+        """``/health``'s ``recordings`` part: degraded while the sweep fails or files wait."""
+        return self.sweeper.report()
 
 
 @contextlib.asynccontextmanager
@@ -60,14 +65,23 @@ async def setup(cfg: Config, deps: RecordingsDeps) -> AsyncIterator[Recordings]:
     store = build_store(cfg, deps.db, deps.interactions, deps.audit)
     ingest = CallIngest(store)
     rc = cfg.recordings
-    sweeper = asyncio.get_running_loop().create_task(
-        sweep_forever(store, rc.min_age_s, rc.sweep_interval_s, deps.is_live),
-        name="recording-sweep",
-    )
+    health = SweeperHealth(rc.stalled_after_s)
+    loop = asyncio.get_running_loop()
+    tasks = [
+        loop.create_task(
+            sweep_forever(store, rc.min_age_s, rc.sweep_interval_s, deps.is_live, health),
+            name="recording-sweep",
+        ),
+        loop.create_task(
+            watch_spool(store, health, min(rc.sweep_interval_s, 10.0)), name="spool-watch"
+        ),
+    ]
     try:
-        yield Recordings(store, ingest, recording_routes(store))
+        yield Recordings(store, ingest, recording_routes(store), health)
     finally:
-        sweeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sweeper
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await ingest.drain()

@@ -4,29 +4,44 @@ Ingest of one spool file (what MixMonitor wrote), in an order that survives a
 kill -9 between any two steps:
 
 1. hash the spool file;
-2. copy it to ``<store>/YYYY/MM/DD/.<name>.tmp``, fsync, and check the copy's
-   hash against the original;
+2. copy it to ``<store>/YYYY/MM/DD/.<name>.tmp`` (0600, folders 0700), fsync,
+   and check the copy's hash against the original;
 3. rename the copy to its final name and fsync the folder;
-4. insert the metadata row (unique by spool file name);
+4. insert the metadata row (unique by spool file name), sealed, and its
+   ``ingest`` audit entry, in one transaction;
 5. only then delete the spool file.
 
 A crash before 3 leaves a ``.tmp`` (removed on the next run) and the spool
 file (ingested again); after 3 the next run finds the final file with the
 right hash and reuses it; after 4 it finds the row and only finishes step 5.
-So there is never a row without its file and never a deleted original
-without a verified copy.
+So there is never a row without its file, never a row without its audit
+entry, and never a deleted original without a verified copy.
+
+A spool file is named ``LINKEDID--UNIQUEID.wav`` (the dialplan's MixMonitor):
+a queue call's linkedid is Asterisk's ``1700000000.42``, a callback's is the
+channel id Hotline originated it with, ``cb-<callback id prefix>-<attempt>-<time>``.
+A ``.wav`` named neither way is not left in the spool unseen: it is moved to
+``<store>/quarantine/`` (verified copy first), audited, and reported by
+``/health`` and ``hotline recordings verify``.
+
+Each row is sealed (HMAC with the audit log's key, hotline.records.seal) over
+its metadata and its file's hash: a file swapped together with the row's
+``sha256`` fails verification unless the key was taken too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import json
 import logging
 import os
 import re
 import shutil
 import uuid
 import wave
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -34,19 +49,27 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from hotline.records.audit import AuditLog, AuditReport
 from hotline.records.interactions import InteractionStore
 from hotline.records.users import AccessDenied, Actor
 from hotline.storage.db import Database
 from hotline.storage.files import fsync_dir
-from hotline.storage.tables import RecordingRow
+from hotline.storage.tables import CallbackRow, RecordingRow
 
 log = logging.getLogger("hotline.recordings")
 
 RECORDING_ID = re.compile(r"^[0-9a-f]{32}$")
-SPOOL_NAME = re.compile(r"^(?P<call_id>[0-9]+\.[0-9]+)--(?P<leg>[0-9]+\.[0-9]+)\.wav$")
+# A queue call's linkedid, or the channel id of a callback Hotline originated
+# (cti.callbacks: ``cb-<first 12 of the callback id>-<attempt>-<unix time>``).
+_CALL = r"[0-9]+\.[0-9]+|cb-[0-9a-f]{1,32}-[0-9]+-[0-9]+"
+SPOOL_NAME = re.compile(rf"^(?P<call_id>{_CALL})--(?P<leg>{_CALL})\.wav$")
+CALLBACK_CALL = re.compile(r"^cb-(?P<prefix>[0-9a-f]{1,32})-[0-9]+-[0-9]+$")
 CHUNK = 1 << 20
+QUARANTINE = "quarantine"
+# How many verified files ``open`` remembers (a Range request does not re-hash).
+_VERIFIED_CACHE = 1024
 
 
 class RecordingError(Exception):
@@ -72,6 +95,7 @@ class CallFacts:
     caller: str = ""
     agent: str = ""
     queue: str = ""
+    callback_id: str = ""
 
 
 @dataclass
@@ -92,6 +116,8 @@ class Recording:
     retention_until: date
     legal_hold: bool
     hold_reason: str | None = None
+    callback_id: str = ""
+    encrypted: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -111,6 +137,8 @@ class Recording:
             "retention_until": self.retention_until.isoformat(),
             "legal_hold": self.legal_hold,
             "hold_reason": self.hold_reason,
+            "callback_id": self.callback_id,
+            "encrypted": self.encrypted,
         }
 
 
@@ -132,7 +160,48 @@ def recording_from_row(r: RecordingRow) -> Recording:
         r.retention_until,
         r.legal_hold,
         r.hold_reason,
+        r.callback_id or "",
+        bool(r.encrypted),
     )
+
+
+def sealed_metadata(r: RecordingRow) -> bytes:
+    """What a recording's seal covers: every column but the seal itself, canonically."""
+    return json.dumps(
+        {
+            "id": r.id,
+            "call_id": r.call_id,
+            "source": r.source,
+            "path": r.path,
+            "caller": r.caller,
+            "agent": r.agent,
+            "queue": r.queue,
+            "callback_id": r.callback_id or "",
+            "started_at": _utc(r.started_at).isoformat(timespec="microseconds"),
+            "ended_at": _utc(r.ended_at).isoformat(timespec="microseconds"),
+            "duration_s": r.duration_s,
+            "format": r.format,
+            "size": r.size,
+            "sha256": r.sha256,
+            "encrypted": bool(r.encrypted),
+            "paused": r.paused or [],
+            "retention_until": r.retention_until.isoformat(),
+            "legal_hold": bool(r.legal_hold),
+            "hold_reason": r.hold_reason,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        default=str,
+    ).encode()
+
+
+def _copy_row(r: RecordingRow) -> RecordingRow:
+    return RecordingRow(**{c.key: getattr(r, c.key) for c in RecordingRow.__table__.columns})
+
+
+def _utc(at: datetime) -> datetime:
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
 @dataclass
@@ -140,7 +209,16 @@ class SweepReport:
     ingested: list[str] = field(default_factory=list)
     waiting: list[str] = field(default_factory=list)  # too young or call still live
     failed: list[str] = field(default_factory=list)
-    unknown: list[str] = field(default_factory=list)  # not a MixMonitor file of ours
+    # Not named after a call: moved to <store>/quarantine/ (or, failing that, still waiting).
+    quarantined: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SpoolState:
+    """What waits in the spool: how many recordings, and the oldest one's age."""
+
+    files: int
+    oldest_age_s: float
 
 
 # -- file work (runs in a thread) ------------------------------------------------------------
@@ -154,11 +232,23 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _private_folder(folder: Path, root: Path) -> None:
+    """``folder`` and the folders between it and ``root`` (``root`` too), created 0700."""
+    chain = [folder, *folder.parents]
+    upto = chain[: chain.index(root) + 1] if root in chain else [folder]
+    missing = [p for p in upto if not p.exists()]
+    for p in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            p.mkdir(mode=0o700)
+        os.chmod(p, 0o700)  # the process umask may have narrowed it less
+
+
 def _copy_verified(src: Path, tmp: Path, expected: str) -> None:
-    tmp.parent.mkdir(parents=True, exist_ok=True)
     h = hashlib.sha256()
     try:
-        with src.open("rb") as fin, tmp.open("wb") as fout:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)
+        with src.open("rb") as fin, os.fdopen(fd, "wb") as fout:
             while chunk := fin.read(CHUNK):
                 fout.write(chunk)
                 h.update(chunk)
@@ -181,7 +271,8 @@ def _wav_seconds(path: Path) -> float:
 
 
 # The durable steps of an ingest, in order (the module docstring says what each leaves).
-IngestStep = Literal["copied", "renamed", "recorded"]
+# "inserted" is inside the transaction: the row is written, its audit entry not yet.
+IngestStep = Literal["copied", "renamed", "inserted", "recorded"]
 
 
 class RecordingStore:
@@ -207,6 +298,9 @@ class RecordingStore:
         # Told after each durable ingest step: the crash drills (harness/crash_ingest.py)
         # kill the process there and check that a restart loses and doubles nothing.
         self._after_step = after_step
+        # Files ``open`` verified, by recording id: (inode, size, mtime_ns, sha256).
+        # A player's Range and HEAD requests then cost a stat, not a re-hash.
+        self._verified: OrderedDict[str, tuple[int, int, int, str]] = OrderedDict()
 
     def _step(self, step: IngestStep) -> None:
         if self._after_step is not None:
@@ -224,7 +318,9 @@ class RecordingStore:
         name = spool_file.name
         m = SPOOL_NAME.match(name)
         if m is None:
-            raise NotARecording(f"{name}: not a recording of ours (expected LINKEDID--LEG.wav)")
+            raise NotARecording(
+                f"{name}: not a recording of ours (expected LINKEDID--UNIQUEID.wav)"
+            )
         async with self._db.sessions() as s:
             row = await s.scalar(select(RecordingRow).where(RecordingRow.source == name))
         if row is not None:
@@ -241,6 +337,7 @@ class RecordingStore:
                         "under this name; kept in the spool"
                     )
                 tmp = final.with_name(f".{name}.tmp")
+                await asyncio.to_thread(_private_folder, final.parent, self.store_dir)
                 await asyncio.to_thread(_copy_verified, spool_file, tmp, row.sha256)
                 await asyncio.to_thread(os.replace, tmp, final)
                 await asyncio.to_thread(fsync_dir, final.parent)
@@ -260,12 +357,13 @@ class RecordingStore:
             await asyncio.to_thread(final.exists)
             and await asyncio.to_thread(_sha256, final) == digest
         ):
+            await asyncio.to_thread(_private_folder, folder, self.store_dir)
             await asyncio.to_thread(_copy_verified, spool_file, tmp, digest)
             self._step("copied")
             await asyncio.to_thread(os.replace, tmp, final)
             await asyncio.to_thread(fsync_dir, folder)
         self._step("renamed")
-        facts = facts or await self._facts_from_records(m["call_id"])
+        facts = await self._complete_facts(m["call_id"], facts)
         rec = RecordingRow(
             id=uuid.uuid4().hex,
             call_id=m["call_id"],
@@ -274,27 +372,40 @@ class RecordingStore:
             caller=facts.caller,
             agent=facts.agent,
             queue=facts.queue,
+            callback_id=facts.callback_id,
             started_at=ended - timedelta(seconds=duration),
             ended_at=ended,
             duration_s=duration,
             format="wav",
             size=stat.st_size,
             sha256=digest,
+            encrypted=False,
             # Recording starts when the agent answers: the IVR leg, where card
             # data is keyed, is never recorded, so nothing had to be paused.
             paused=[],
             retention_until=self.retention_for(facts.queue, ended.date()),
             legal_hold=False,
         )
-        async with self._db.sessions() as s, s.begin():
-            s.add(rec)
-        await self.audit.record(
-            "system",
-            "ingest",
-            rec.id,
-            "ok",
-            {"call_id": rec.call_id, "sha256": digest, "size": rec.size},
-        )
+        self._seal(rec)
+
+        async def insert(s: AsyncSession) -> None:
+            # A fresh object each time: the audit log retries on a conflict.
+            s.add(_copy_row(rec))
+            await s.flush()
+            self._step("inserted")
+
+        # The row and its audit entry in one transaction: no crash leaves a
+        # recording that was never audited (or an entry for one never stored).
+        # The key id says the row was sealed: removing the seal later shows.
+        detail: dict[str, Any] = {
+            "call_id": rec.call_id,
+            "sha256": digest,
+            "size": rec.size,
+            "key_id": rec.key_id,
+        }
+        if rec.callback_id:
+            detail["callback_id"] = rec.callback_id
+        await self.audit.record_with(insert, "system", "ingest", rec.id, "ok", detail)
         self._step("recorded")
         await asyncio.to_thread(spool_file.unlink, missing_ok=True)
         log.info(
@@ -308,38 +419,68 @@ class RecordingStore:
         )
         return recording_from_row(rec)
 
-    async def _facts_from_records(self, call_id: str) -> CallFacts:
-        """The sweeper's metadata when the CTI saw no event: what the IVR recorded."""
-        if self._interactions is None:
-            return CallFacts()
+    def _seal(self, row: RecordingRow) -> None:
+        row.key_id, row.seal = self.audit.sealer.seal_recording(sealed_metadata(row))
+
+    async def _complete_facts(self, call_id: str, facts: CallFacts | None) -> CallFacts:
+        """What the CTI said, completed from the records: the callback, or the IVR's hand-off."""
+        facts = facts or CallFacts()
+        cb = CALLBACK_CALL.match(call_id)
+        if cb is not None:
+            async with self._db.sessions() as s:
+                found = list(
+                    await s.scalars(
+                        select(CallbackRow)
+                        .where(CallbackRow.id.startswith(cb["prefix"], autoescape=True))
+                        .limit(2)
+                    )
+                )
+            if len(found) == 1:
+                row = found[0]
+                return CallFacts(
+                    caller=facts.caller or row.number,
+                    agent=facts.agent or row.agent or "",
+                    queue=facts.queue or row.queue,
+                    callback_id=row.id,
+                )
+            return facts
+        if facts.caller or facts.queue or self._interactions is None:
+            return facts
+        # The sweeper's metadata when the CTI saw no event: what the IVR recorded.
         it = await self._interactions.get(call_id)
         if it is None:
-            return CallFacts()
-        return CallFacts(caller=it.caller_number, queue=it.queue or "")
+            return facts
+        return CallFacts(
+            caller=it.caller_number, agent=facts.agent, queue=it.queue or "", callback_id=""
+        )
 
     async def sweep(
         self, min_age_s: float = 5.0, is_live: Callable[[str], bool] = lambda _c: False
     ) -> SweepReport:
-        """Ingest every finished spool file (missed events, crashes, restarts)."""
+        """Ingest every finished spool file (missed events, crashes, restarts).
+
+        Raises what the database raises (the caller retries: ``sweep_forever``).
+        """
         report = SweepReport()
         await asyncio.to_thread(self._remove_stale_tmp)
         files = await asyncio.to_thread(lambda: sorted(self.spool_dir.glob("*.wav")))
         now = datetime.now(UTC).timestamp()
         for f in files:
-            m = SPOOL_NAME.match(f.name)
-            if m is None:
-                report.unknown.append(f.name)
-                continue
             try:
                 age = now - (await asyncio.to_thread(f.stat)).st_mtime
             except FileNotFoundError:
                 continue
-            if age < min_age_s or is_live(m["call_id"]):
+            m = SPOOL_NAME.match(f.name)
+            if age < min_age_s or (m is not None and is_live(m["call_id"])):
                 report.waiting.append(f.name)
                 continue
             try:
-                await self.ingest(f)
-                report.ingested.append(f.name)
+                if m is None:
+                    await self.quarantine(f)
+                    report.quarantined.append(f.name)
+                else:
+                    await self.ingest(f)
+                    report.ingested.append(f.name)
             except (OSError, RecordingError) as e:
                 # Disk full or the like: the original stays in the spool for the next sweep.
                 log.error(
@@ -348,9 +489,60 @@ class RecordingStore:
                 report.failed.append(f.name)
         return report
 
+    async def quarantine(self, spool_file: Path) -> Path:
+        """Move a spool file that names no call to ``<store>/quarantine/``, verified, audited."""
+        async with self._ingest_lock:
+            folder = self.store_dir / QUARANTINE
+            final = folder / spool_file.name
+            if await asyncio.to_thread(final.exists):
+                # Same name again: keep both, the later one under a unique name.
+                final = folder / f"{spool_file.stem}.{uuid.uuid4().hex[:8]}{spool_file.suffix}"
+            digest = await asyncio.to_thread(_sha256, spool_file)
+            size = (await asyncio.to_thread(spool_file.stat)).st_size
+            tmp = folder / f".{final.name}.tmp"
+            await asyncio.to_thread(_private_folder, folder, self.store_dir)
+            await asyncio.to_thread(_copy_verified, spool_file, tmp, digest)
+            await asyncio.to_thread(os.replace, tmp, final)
+            await asyncio.to_thread(fsync_dir, folder)
+            await self.audit.record(
+                "system",
+                "quarantine",
+                f"{QUARANTINE}/{final.name}",
+                "ok",
+                {"source": spool_file.name, "sha256": digest, "size": size},
+            )
+            await asyncio.to_thread(spool_file.unlink, missing_ok=True)
+            log.warning(
+                "spool file names no call: quarantined",
+                extra={"file": spool_file.name, "stored_as": str(final)},
+            )
+            return final
+
+    def quarantined(self) -> list[str]:
+        """The files in ``<store>/quarantine/`` (blocking: run in a thread)."""
+        folder = self.store_dir / QUARANTINE
+        if not folder.is_dir():
+            return []
+        return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+
+    def spool_state(self) -> SpoolState:
+        """The recordings waiting in the spool (blocking: run in a thread)."""
+        now = datetime.now(UTC).timestamp()
+        oldest, count = now, 0
+        for f in self.spool_dir.glob("*.wav"):
+            try:
+                mtime = f.stat().st_mtime
+            except FileNotFoundError:
+                continue
+            count += 1
+            oldest = min(oldest, mtime)
+        return SpoolState(count, round(max(0.0, now - oldest), 1) if count else 0.0)
+
     def _remove_stale_tmp(self) -> None:
         if self.store_dir.exists():
             for tmp in self.store_dir.glob("*/*/*/.*.tmp"):
+                tmp.unlink(missing_ok=True)
+            for tmp in self.store_dir.glob(f"{QUARANTINE}/.*.tmp"):
                 tmp.unlink(missing_ok=True)
 
     # -- access (audited) ------------------------------------------------------------------------
@@ -421,16 +613,42 @@ class RecordingStore:
                 actor.label, purpose, recording_id, "refused", {"why": "path outside the store"}
             )
             raise RecordingNotFound("no such recording")
-        if (
-            not await asyncio.to_thread(path.exists)
-            or await asyncio.to_thread(_sha256, path) != row.sha256
-        ):
-            await self.audit.record(
-                actor.label, purpose, recording_id, "failed", {"why": "file missing or altered"}
-            )
+        why = self._seal_problem(row)
+        if why is None and not await self._file_matches(row, path):
+            why = "file missing or altered"
+        if why is not None:
+            await self.audit.record(actor.label, purpose, recording_id, "failed", {"why": why})
             raise IntegrityError("recording failed its integrity check; reported")
         await self.audit.record(actor.label, purpose, recording_id, "ok", {"sha256": row.sha256})
         return recording_from_row(row), path
+
+    def _seal_problem(self, row: RecordingRow) -> str | None:
+        """Why the row's seal does not vouch for it, or None (unsealed old rows pass here)."""
+        if row.seal is None or row.key_id is None:
+            return None
+        ok = self.audit.sealer.recording_ok(row.key_id, sealed_metadata(row), row.seal)
+        if ok is None:
+            return f"sealed with unknown key id {row.key_id}"
+        return None if ok else "seal wrong: the row was changed without the key"
+
+    async def _file_matches(self, row: RecordingRow, path: Path) -> bool:
+        """The file hashes to the row's ``sha256``; a file verified before and unchanged
+        since (same inode, size and mtime) is not hashed again."""
+        try:
+            st = await asyncio.to_thread(path.stat)
+        except FileNotFoundError:
+            return False
+        mark = (st.st_ino, st.st_size, st.st_mtime_ns, row.sha256)
+        if self._verified.get(row.id) == mark:
+            self._verified.move_to_end(row.id)
+            return True
+        if await asyncio.to_thread(_sha256, path) != row.sha256:
+            self._verified.pop(row.id, None)
+            return False
+        self._verified[row.id] = mark
+        while len(self._verified) > _VERIFIED_CACHE:
+            self._verified.popitem(last=False)
+        return True
 
     async def export(self, actor: Actor, recording_id: str, out: Path) -> Recording:
         rec, path = await self.open(actor, recording_id, "export")
@@ -440,21 +658,36 @@ class RecordingStore:
     # -- administration ------------------------------------------------------------------------
     async def set_hold(self, actor: Actor, recording_id: str, hold: bool, reason: str = "") -> None:
         actor.require("hold")
-        async with self._db.sessions() as s, s.begin():
-            row = (
-                await s.get(RecordingRow, recording_id)
-                if RECORDING_ID.match(recording_id)
-                else None
-            )
+        if not RECORDING_ID.match(recording_id):
+            raise RecordingNotFound("no such recording")
+
+        async def change(s: AsyncSession) -> bool:
+            row = await s.get(RecordingRow, recording_id, with_for_update=True)
             if row is None:
-                raise RecordingNotFound("no such recording")
+                return False
             row.legal_hold, row.hold_reason = hold, (reason or None) if hold else None
-        await self.audit.record(
-            actor.label, "hold" if hold else "release", recording_id, "ok", {"reason": reason}
+            if row.seal is not None or self._seal_problem(row) is None:
+                self._seal(row)  # the seal follows the change it vouches for
+            return True
+
+        found, _ = await self.audit.record_with(
+            change,
+            actor.label,
+            "hold" if hold else "release",
+            recording_id,
+            "ok",
+            {"reason": reason},
         )
+        if not found:
+            # Rolled back with the entry: nothing was changed, so nothing was audited.
+            raise RecordingNotFound("no such recording")
 
     async def purge(self, actor: Actor, today: date | None = None) -> list[str]:
-        """Delete recordings past retention, except those under legal hold; each one audited."""
+        """Delete recordings past retention, except those under legal hold; each one audited.
+
+        The delete itself re-checks retention and hold: a hold placed after the
+        candidates were read still saves the recording.
+        """
         actor.require("retention")
         today = today or date.today()
         async with self._db.sessions() as s:
@@ -467,19 +700,36 @@ class RecordingStore:
             )
         purged = []
         for row in rows:
-            await self.audit.record(
-                actor.label,
-                "purge",
-                row.id,
-                "ok",
-                {
-                    "call_id": row.call_id,
-                    "sha256": row.sha256,
-                    "retention_until": row.retention_until.isoformat(),
-                },
-            )
-            async with self._db.sessions() as s, s.begin():
-                await s.execute(delete(RecordingRow).where(RecordingRow.id == row.id))
+
+            async def remove(s: AsyncSession, rid: str = row.id) -> bool:
+                gone = await s.execute(
+                    delete(RecordingRow).where(
+                        RecordingRow.id == rid,
+                        RecordingRow.retention_until < today,
+                        RecordingRow.legal_hold.is_(False),
+                    )
+                )
+                if getattr(gone, "rowcount", 0) != 1:
+                    raise _HeldMeanwhile
+                return True
+
+            try:
+                await self.audit.record_with(
+                    remove,
+                    actor.label,
+                    "purge",
+                    row.id,
+                    "ok",
+                    {
+                        "call_id": row.call_id,
+                        "sha256": row.sha256,
+                        "retention_until": row.retention_until.isoformat(),
+                    },
+                )
+            except _HeldMeanwhile:
+                log.info("purge skipped: held meanwhile", extra={"recording": row.id})
+                continue
+            self._verified.pop(row.id, None)
             await asyncio.to_thread((self.store_dir / row.path).unlink, missing_ok=True)
             purged.append(row.id)
         return purged
@@ -492,25 +742,50 @@ class RecordingStore:
     async def check(
         self, progress: Callable[[int, int], None] | None = None
     ) -> tuple[list[str], AuditReport]:
-        """The files' problems, and the audit log's report (seals and checkpoints included)."""
+        """The recordings' problems, one sentence each, and the audit log's report.
+
+        Per recording: file missing, file differs (from the row's hash), seal
+        wrong (the row was changed, its hash included, without the key), sealed
+        with an unknown key, unsealed where sealing had begun; then files in the
+        store with no row, and files in quarantine.
+        """
         problems: list[str] = []
         async with self._db.sessions() as s:
             rows = list(await s.scalars(select(RecordingRow).order_by(RecordingRow.started_at)))
+        ingested = await self.audit.by_target("ingest")
         known = set()
         for i, row in enumerate(rows, start=1):
             path = self.store_dir / row.path
             known.add(path.resolve())
+            entry = ingested.get(row.id)
+            if row.seal is None:
+                if entry is not None and entry.detail.get("key_id"):
+                    problems.append(
+                        f"recording {row.id}: unsealed, but it was sealed when stored "
+                        f"(audit entry {entry.seq}): the seal was removed"
+                    )
+            elif (why := self._seal_problem(row)) is not None:
+                problems.append(f"recording {row.id}: {why}")
             if not await asyncio.to_thread(path.exists):
                 problems.append(f"recording {row.id}: file missing ({row.path})")
             elif await asyncio.to_thread(_sha256, path) != row.sha256:
-                problems.append(f"recording {row.id}: file altered ({row.path})")
+                problems.append(f"recording {row.id}: file differs from its hash ({row.path})")
             if progress is not None:
                 progress(i, len(rows))
         files = await asyncio.to_thread(lambda: list(self.store_dir.glob("*/*/*/*.wav")))
         for f in files:
             if f.resolve() not in known:
                 problems.append(f"orphan file with no record: {f.relative_to(self.store_dir)}")
+        for name in await asyncio.to_thread(self.quarantined):
+            problems.append(
+                f"quarantined spool file {QUARANTINE}/{name}: names no call "
+                "(not LINKEDID--UNIQUEID.wav); listen to it and file it by hand"
+            )
         return problems, await self.audit.check()
+
+
+class _HeldMeanwhile(Exception):
+    """The recording was held (or kept longer) after purge read it: not deleted."""
 
 
 def _plain(criteria: dict[str, Any]) -> dict[str, Any]:

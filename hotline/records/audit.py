@@ -20,10 +20,11 @@ import asyncio
 import hashlib
 import json
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import func, select, text
@@ -45,6 +46,8 @@ GENESIS = "0" * 64
 # pg_advisory_xact_lock key of the audit chain's head ("hotline" in ASCII).
 _PG_LOCK = 0x686F746C696E65
 _RETRIES = 8
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -194,11 +197,28 @@ class AuditLog:
         result: str = "ok",
         detail: dict[str, Any] | None = None,
     ) -> AuditEntry:
+        _, entry = await self.record_with(None, actor, action, target, result, detail)
+        return entry
+
+    async def record_with(
+        self,
+        write: Callable[[AsyncSession], Awaitable[T]] | None,
+        actor: str,
+        action: str,
+        target: str = "",
+        result: str = "ok",
+        detail: dict[str, Any] | None = None,
+    ) -> tuple[T | None, AuditEntry]:
+        """Run ``write`` and append the entry in one transaction: both are kept or neither.
+
+        ``write`` may run more than once (a conflict with another process is
+        retried): it must build what it adds each time.
+        """
         detail = detail or {}
         async with self._lock:
             for attempt in range(_RETRIES):
                 try:
-                    return await self._append(actor, action, target, result, detail)
+                    return await self._append(write, actor, action, target, result, detail)
                 except (sa_exc.IntegrityError, sa_exc.OperationalError):
                     # Another process held the head (a busy SQLite past its timeout, or
                     # a duplicate seq on a database without the lock): read it again.
@@ -208,10 +228,17 @@ class AuditLog:
         raise AssertionError("unreachable")
 
     async def _append(
-        self, actor: str, action: str, target: str, result: str, detail: dict[str, Any]
-    ) -> AuditEntry:
+        self,
+        write: Callable[[AsyncSession], Awaitable[T]] | None,
+        actor: str,
+        action: str,
+        target: str,
+        result: str,
+        detail: dict[str, Any],
+    ) -> tuple[T | None, AuditEntry]:
         async with self._db.sessions() as s, s.begin():
             await self._hold_head(s)
+            written = None if write is None else await write(s)
             last = await s.scalar(select(AuditRow).order_by(AuditRow.seq.desc()).limit(1))
             seq = 1 if last is None else last.seq + 1
             prev = GENESIS if last is None else last.hash
@@ -238,7 +265,7 @@ class AuditLog:
             # next append takes the same seq and a later checkpoint (docs/recordings.md).
             checkpoint = make_checkpoint(self.sealer, seq, h)
             await asyncio.to_thread(append_checkpoint, self.checkpoint_file, checkpoint)
-        return _entry(row)
+        return written, _entry(row)
 
     async def _hold_head(self, s: AsyncSession) -> None:
         """Take the chain's write lock until the transaction ends."""
@@ -254,6 +281,17 @@ class AuditLog:
             if actor is not None:
                 q = q.where(AuditRow.actor == actor)
             return [_entry(r) for r in await s.scalars(q)]
+
+    async def by_target(self, action: str) -> dict[str, AuditEntry]:
+        """The newest entry of ``action`` for each target (e.g. each recording's ingest)."""
+        out: dict[str, AuditEntry] = {}
+        async with self._db.sessions() as s:
+            rows = await s.stream_scalars(
+                select(AuditRow).where(AuditRow.action == action).order_by(AuditRow.seq)
+            )
+            async for row in rows:
+                out[row.target] = _entry(row)
+        return out
 
     async def count(self) -> int:
         async with self._db.sessions() as s:

@@ -34,6 +34,7 @@ from hotline.storage.files import fsync_dir
 KEY_BYTES = 32
 _ENTRY = b"hotline-audit-entry-v1:"
 _CHECKPOINT = b"hotline-audit-checkpoint-v1:"
+_RECORDING = b"hotline-recording-v1:"
 
 
 class KeyFileError(Exception):
@@ -70,6 +71,13 @@ class Sealer:
 
     def checkpoint_ok(self, key: str, seq: int, head: str, at: str, seal: str) -> bool | None:
         return self._check(key, _checkpoint_message(seq, head, at), seal)
+
+    def seal_recording(self, metadata: bytes) -> tuple[str, str]:
+        """``(key_id, seal)`` of a recording row's canonical metadata (its file hash included)."""
+        return self.current, self._mac(self.current, _RECORDING + metadata)
+
+    def recording_ok(self, key: str, metadata: bytes, seal: str) -> bool | None:
+        return self._check(key, _RECORDING + metadata, seal)
 
     def _mac(self, key: str, message: bytes) -> str:
         return hmac.new(self.keys[key], message, hashlib.sha256).hexdigest()

@@ -60,6 +60,10 @@ class CustomerRow(Base):
     last_bill_cents: Mapped[int | None] = mapped_column(Integer, nullable=True)
     bill_due_date: Mapped[date | None] = mapped_column(Date, nullable=True)
     open_ticket: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    # What a caller proves who they are with (a flow's ``verify`` step, migration
+    # 0007): the PIN only as a salted scrypt hash (hotline.records.customers).
+    pin_hash: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    birth_date: Mapped[date | None] = mapped_column(Date, nullable=True)
 
 
 class InteractionRow(Base):
@@ -87,8 +91,19 @@ class InteractionRow(Base):
     transcripts: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     self_service: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The link this call sent by text message (migration 0007): its unguessable
+    # token, the digits it went to and when; a number's links in a window are
+    # counted from these.
+    link_token: Mapped[str | None] = mapped_column(
+        String(32), nullable=True, unique=True, index=True
+    )
+    link_to: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    link_sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
-    __table_args__ = (Index("ix_interactions_outcome_started", "outcome", "started_at"),)
+    __table_args__ = (
+        Index("ix_interactions_outcome_started", "outcome", "started_at"),
+        Index("ix_interactions_link_to_sent", "link_to", "link_sent_at"),
+    )
 
 
 class RecordingRow(Base):
@@ -113,6 +128,15 @@ class RecordingRow(Base):
     retention_until: Mapped[date] = mapped_column(Date, index=True)
     legal_hold: Mapped[bool] = mapped_column(default=False)
     hold_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The callback this recording belongs to ("" for a queue call).
+    callback_id: Mapped[str] = mapped_column(String(32), default="", index=True)
+    # The file on disk is encrypted (hotline.recordings.crypt); ``size`` is the
+    # audio's length, ``sha256`` the hash of the file as it is on disk.
+    encrypted: Mapped[bool] = mapped_column(default=False)
+    # HMAC over the metadata and the file hash (hotline.records.seal); None on
+    # rows stored before sealing was introduced (migration 0008).
+    key_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    seal: Mapped[str | None] = mapped_column(String(128), nullable=True)
 
     # Officers search by agent or queue over a date range (bench/recordings_bench.py).
     __table_args__ = (

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
+from hotline.config import load_config
 from hotline.recordings.store import CallFacts, RecordingError, RecordingStore
 from hotline.records.audit import AuditLog
 from hotline.records.users import AccessDenied, Actor, Users
@@ -60,7 +61,7 @@ async def test_ingest_stores_verified_copy_and_metadata(store: RecordingStore) -
     assert entries[0].action == "ingest" and entries[0].target == rec.id
 
 
-@pytest.mark.parametrize("step", ["copied", "renamed", "recorded"])
+@pytest.mark.parametrize("step", ["copied", "renamed", "inserted", "recorded"])
 async def test_kill_9_at_any_step_then_restart_stores_exactly_once(
     db: Database, tmp_path: Path, step: str
 ) -> None:
@@ -92,6 +93,12 @@ async def test_kill_9_at_any_step_then_restart_stores_exactly_once(
     files = [p for p in store_dir.rglob("*") if p.is_file()]
     assert [p.name for p in files] == ["1795390746.0--1795390751.1.wav"]  # no .tmp left
     assert list(spool.glob("*.wav")) == []
+    # Exactly one ingest entry, for the row that exists, and the log verifies
+    # (a kill inside the transaction leaves neither the row nor the entry).
+    audit = AuditLog.from_config(db, load_config(conf, environ={}))
+    ingests = [e for e in await audit.entries(100) if e.action == "ingest"]
+    assert [(e.target, e.detail["sha256"]) for e in ingests] == [(rows[0].id, rows[0].sha256)]
+    assert (await audit.check()).ok, (await audit.check()).problems
 
 
 async def test_failed_ingest_keeps_the_original(store: RecordingStore) -> None:
@@ -136,7 +143,7 @@ async def test_verify_detects_flipped_byte_missing_file_and_broken_chain(
     async with db.sessions() as s, s.begin():
         await s.execute(update(AuditRow).where(AuditRow.seq == 1).values(actor="mallory"))
     problems = await store.verify()
-    assert f"recording {a.id}: file altered ({a.path})" in problems
+    assert f"recording {a.id}: file differs from its hash ({a.path})" in problems
     assert f"recording {b.id}: file missing ({b.path})" in problems
     assert "audit entry 1: altered (hash does not match)" in problems
     with pytest.raises(RecordingError, match="integrity"):
