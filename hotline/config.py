@@ -160,6 +160,10 @@ class RecordingsConfig(_Section):
     sweep_interval_s: float = Field(default=30.0, gt=0)
     # A spool file this recent may still be written: the sweeper leaves it.
     min_age_s: float = Field(default=3.0, ge=0)
+    # Store each recording encrypted (AES-256-GCM in chunks, docs/recordings.md,
+    # "Encryption at rest") under the site keys in key_file (created 0600).
+    encrypt: bool = False
+    key_file: Path = Path("var/keys/recordings.key")
     # /health says "degraded" when a spool file has waited this long unstored.
     stalled_after_s: float = Field(default=120.0, gt=0)
     default_retention_days: int = Field(default=365, ge=1)

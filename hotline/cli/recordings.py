@@ -49,6 +49,13 @@ def register(sub: Subparsers) -> None:
         rec, "purge", cmd_recordings_purge, "delete recordings past retention (not on hold)"
     )
     s.add_argument("--as", dest="as_user")
+    s = command(
+        rec,
+        "rotate-key",
+        cmd_recordings_rotate_key,
+        "new site key for encrypted recordings; re-wrap every data key (audio untouched)",
+    )
+    s.add_argument("--as", dest="as_user")
 
 
 def _store(cfg: Config, db: Database) -> RecordingStore:
@@ -181,3 +188,33 @@ def cmd_recordings_purge(cfg: Config, args: argparse.Namespace) -> int:
         return 0
 
     return with_db(go, cfg)
+
+
+def cmd_recordings_rotate_key(cfg: Config, args: argparse.Namespace) -> int:
+    from hotline.recordings.crypt import SiteKeys
+    from hotline.recordings.store import RecordingError
+    from hotline.records.users import AccessDenied
+
+    if not cfg.recordings.encrypt:
+        return fail("error: recordings are not encrypted here ([recordings] encrypt = false)")
+
+    async def go(db: Database) -> int:
+        who = await actor(db, args.as_user)
+        who.require("retention")  # before a key is added: refused means nothing changed
+        keys = SiteKeys.rotate(cfg.path(cfg.recordings.key_file))
+        try:
+            done, current = await _store(cfg, db).rewrap_all(who)
+        except AccessDenied as e:
+            return fail(f"error: {e}", REFUSED)
+        except RecordingError as e:
+            return fail(f"error: {e} (run it again to finish; the old keys stay in the file)")
+        print(
+            f"site key {keys.current} is current; re-wrapped {done} recording(s), "
+            f"{current} already current"
+        )
+        return 0
+
+    try:
+        return with_db(go, cfg)
+    except AccessDenied as e:
+        return fail(f"error: {e}", REFUSED)

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from hotline.config import Config
+from hotline.recordings.crypt import SiteKeys
 from hotline.recordings.http import recording_routes
 from hotline.recordings.ingest import CallIngest, SweeperHealth, sweep_forever, watch_spool
 from hotline.recordings.store import IngestStep, RecordingStore
@@ -25,6 +26,9 @@ def build_store(
     after_step: Callable[[IngestStep], None] | None = None,
 ) -> RecordingStore:
     rc = cfg.recordings
+    # Reading the key file (or creating it on first start) is file work: callers
+    # on an event loop build the store in a thread.
+    keys = SiteKeys.load_or_create(cfg.path(rc.key_file)) if rc.encrypt else None
     return RecordingStore(
         db,
         store_dir=cfg.path(rc.store_dir),
@@ -34,6 +38,7 @@ def build_store(
         retention_days=dict(rc.retention_days),
         default_retention_days=rc.default_retention_days,
         after_step=after_step,
+        keys=keys,
     )
 
 
@@ -62,7 +67,7 @@ class Recordings:
 
 @contextlib.asynccontextmanager
 async def setup(cfg: Config, deps: RecordingsDeps) -> AsyncIterator[Recordings]:
-    store = build_store(cfg, deps.db, deps.interactions, deps.audit)
+    store = await asyncio.to_thread(build_store, cfg, deps.db, deps.interactions, deps.audit)
     ingest = CallIngest(store)
     rc = cfg.recordings
     health = SweeperHealth(rc.stalled_after_s)

@@ -51,6 +51,14 @@ from typing import Any, Literal
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hotline.recordings.crypt import (
+    CryptError,
+    EncryptedReader,
+    SiteKeys,
+    encrypt_file,
+    open_encrypted,
+    rewrap,
+)
 from hotline.records.audit import AuditLog, AuditReport
 from hotline.records.interactions import InteractionStore
 from hotline.records.users import AccessDenied, Actor
@@ -118,6 +126,8 @@ class Recording:
     hold_reason: str | None = None
     callback_id: str = ""
     encrypted: bool = False
+    # The audio's own hash (what an export hashes to); the file's is ``sha256``.
+    audio_sha256: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -139,6 +149,7 @@ class Recording:
             "hold_reason": self.hold_reason,
             "callback_id": self.callback_id,
             "encrypted": self.encrypted,
+            "audio_sha256": self.audio_sha256 or self.sha256,
         }
 
 
@@ -162,6 +173,7 @@ def recording_from_row(r: RecordingRow) -> Recording:
         r.hold_reason,
         r.callback_id or "",
         bool(r.encrypted),
+        r.audio_sha256 or r.sha256,
     )
 
 
@@ -184,6 +196,7 @@ def sealed_metadata(r: RecordingRow) -> bytes:
             "size": r.size,
             "sha256": r.sha256,
             "encrypted": bool(r.encrypted),
+            "audio_sha256": r.audio_sha256,
             "paused": r.paused or [],
             "retention_until": r.retention_until.isoformat(),
             "legal_hold": bool(r.legal_hold),
@@ -261,6 +274,44 @@ def _copy_verified(src: Path, tmp: Path, expected: str) -> None:
         raise
 
 
+def _encrypt_verified(src: Path, tmp: Path, expected: str, keys: SiteKeys) -> str:
+    """Encrypt ``src`` into ``tmp`` (0600), decrypt it back, check the audio's hash;
+    return the hash of the encrypted file (what the row records)."""
+    try:
+        info = encrypt_file(src, tmp, keys)
+        os.chmod(tmp, 0o600)
+        if info.sha256 != expected or _audio_sha256(tmp, keys) != expected:
+            raise IntegrityError(f"encrypted copy of {src.name} does not match the original")
+        return info.file_sha256
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _audio_sha256(path: Path, keys: SiteKeys) -> str:
+    """The hash of an encrypted file's audio, every chunk authenticated (blocking)."""
+    h = hashlib.sha256()
+    with open_encrypted(path, keys) as reader:
+        for piece in reader.iter_plain(CHUNK):
+            h.update(piece)
+    return h.hexdigest()
+
+
+def _stored_copy(final: Path, expected: str, keys: SiteKeys | None) -> str | None:
+    """The file hash of ``final`` when it already holds the audio hashing to ``expected``
+    (a crash after the rename), else None (blocking)."""
+    if not final.exists():
+        return None
+    if keys is None:
+        return expected if _sha256(final) == expected else None
+    try:
+        if _audio_sha256(final, keys) != expected:
+            return None
+    except CryptError:
+        return None
+    return _sha256(final)
+
+
 def _wav_seconds(path: Path) -> float:
     try:
         with wave.open(str(path), "rb") as w:
@@ -286,8 +337,11 @@ class RecordingStore:
         retention_days: dict[str, int] | None = None,
         default_retention_days: int = 365,
         after_step: Callable[[IngestStep], None] | None = None,
+        keys: SiteKeys | None = None,
     ) -> None:
         self._db = db
+        # Site keys when recordings are stored encrypted ([recordings] encrypt).
+        self.keys = keys
         self.store_dir = store_dir
         self.spool_dir = spool_dir
         self.audit = audit
@@ -331,19 +385,7 @@ class RecordingStore:
                 await asyncio.to_thread(_sha256, final) == row.sha256
             )
             if not intact:
-                if await asyncio.to_thread(_sha256, spool_file) != row.sha256:
-                    raise IntegrityError(
-                        f"{name}: differs from the recording already stored "
-                        "under this name; kept in the spool"
-                    )
-                tmp = final.with_name(f".{name}.tmp")
-                await asyncio.to_thread(_private_folder, final.parent, self.store_dir)
-                await asyncio.to_thread(_copy_verified, spool_file, tmp, row.sha256)
-                await asyncio.to_thread(os.replace, tmp, final)
-                await asyncio.to_thread(fsync_dir, final.parent)
-                await self.audit.record(
-                    "system", "restore", row.id, "ok", {"sha256": row.sha256, "from": "spool"}
-                )
+                row = await self._restore(row, spool_file, final)
             await asyncio.to_thread(spool_file.unlink, missing_ok=True)
             return recording_from_row(row)
         stat = await asyncio.to_thread(spool_file.stat)
@@ -353,12 +395,9 @@ class RecordingStore:
         folder = self.store_dir / ended.strftime("%Y/%m/%d")
         final = folder / name
         tmp = folder / f".{name}.tmp"
-        if not (
-            await asyncio.to_thread(final.exists)
-            and await asyncio.to_thread(_sha256, final) == digest
-        ):
-            await asyncio.to_thread(_private_folder, folder, self.store_dir)
-            await asyncio.to_thread(_copy_verified, spool_file, tmp, digest)
+        file_digest = await asyncio.to_thread(_stored_copy, final, digest, self.keys)
+        if file_digest is None:
+            file_digest = await self._write_copy(spool_file, folder, tmp, digest)
             self._step("copied")
             await asyncio.to_thread(os.replace, tmp, final)
             await asyncio.to_thread(fsync_dir, folder)
@@ -378,8 +417,9 @@ class RecordingStore:
             duration_s=duration,
             format="wav",
             size=stat.st_size,
-            sha256=digest,
-            encrypted=False,
+            sha256=file_digest,
+            audio_sha256=digest if self.keys is not None else None,
+            encrypted=self.keys is not None,
             # Recording starts when the agent answers: the IVR leg, where card
             # data is keyed, is never recorded, so nothing had to be paused.
             paused=[],
@@ -418,6 +458,50 @@ class RecordingStore:
             },
         )
         return recording_from_row(rec)
+
+    async def _restore(self, row: RecordingRow, spool_file: Path, final: Path) -> RecordingRow:
+        """Store the file of an existing row again from its original, in the row's own form."""
+        audio = row.audio_sha256 or row.sha256
+        if await asyncio.to_thread(_sha256, spool_file) != audio:
+            raise IntegrityError(
+                f"{spool_file.name}: differs from the recording already stored "
+                "under this name; kept in the spool"
+            )
+        tmp = final.with_name(f".{final.name}.tmp")
+        await asyncio.to_thread(_private_folder, final.parent, self.store_dir)
+        if not row.encrypted:
+            await asyncio.to_thread(_copy_verified, spool_file, tmp, audio)
+            file_digest = audio
+        elif self.keys is None:
+            raise RecordingError(
+                f"{spool_file.name}: its recording is encrypted but no site key is configured"
+            )
+        else:
+            file_digest = await asyncio.to_thread(
+                _encrypt_verified, spool_file, tmp, audio, self.keys
+            )
+        await asyncio.to_thread(os.replace, tmp, final)
+        await asyncio.to_thread(fsync_dir, final.parent)
+        row.sha256 = file_digest
+        self._seal(row)
+        restored = _copy_row(row)
+
+        async def update_row(s: AsyncSession) -> None:
+            await s.merge(_copy_row(restored))
+
+        # A new encryption gives a new file hash: the row follows, in the entry's transaction.
+        await self.audit.record_with(
+            update_row, "system", "restore", row.id, "ok", {"sha256": file_digest, "from": "spool"}
+        )
+        return restored
+
+    async def _write_copy(self, src: Path, folder: Path, tmp: Path, digest: str) -> str:
+        """The verified copy of ``src`` at ``tmp`` (encrypted when keys are set); its hash."""
+        await asyncio.to_thread(_private_folder, folder, self.store_dir)
+        if self.keys is None:
+            await asyncio.to_thread(_copy_verified, src, tmp, digest)
+            return digest
+        return await asyncio.to_thread(_encrypt_verified, src, tmp, digest, self.keys)
 
     def _seal(self, row: RecordingRow) -> None:
         row.key_id, row.seal = self.audit.sealer.seal_recording(sealed_metadata(row))
@@ -651,9 +735,32 @@ class RecordingStore:
         return True
 
     async def export(self, actor: Actor, recording_id: str, out: Path) -> Recording:
+        """Write the recording's audio (decrypted when stored encrypted) to ``out``."""
         rec, path = await self.open(actor, recording_id, "export")
-        await asyncio.to_thread(shutil.copyfile, path, out)
+        if rec.encrypted:
+            await asyncio.to_thread(self._decrypt_to, path, out)
+        else:
+            await asyncio.to_thread(shutil.copyfile, path, out)
         return rec
+
+    def reader(self, path: Path) -> EncryptedReader:
+        """An encrypted recording's audio, chunk by chunk (blocking: call in a thread)."""
+        if self.keys is None:
+            raise RecordingError("this recording is encrypted but no site key is configured")
+        try:
+            return open_encrypted(path, self.keys)
+        except CryptError as e:
+            raise IntegrityError(f"recording cannot be decrypted: {e}") from e
+
+    def _decrypt_to(self, path: Path, out: Path) -> None:
+        with self.reader(path) as r:
+            fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                try:
+                    for piece in r.iter_plain(CHUNK):
+                        f.write(piece)
+                except CryptError as e:
+                    raise IntegrityError(f"recording cannot be decrypted: {e}") from e
 
     # -- administration ------------------------------------------------------------------------
     async def set_hold(self, actor: Actor, recording_id: str, hold: bool, reason: str = "") -> None:
@@ -734,6 +841,53 @@ class RecordingStore:
             purged.append(row.id)
         return purged
 
+    async def rewrap_all(self, actor: Actor) -> tuple[int, int]:
+        """Re-wrap every encrypted recording's data key under the current site key.
+
+        The audio is never re-encrypted: only each file's 56-byte key slot is
+        rewritten.  The file's hash changes, so each rewrap updates the row
+        (hash and seal) in the transaction of its ``rewrap`` audit entry; a
+        file rewrapped before a crash (row still naming the old hash) is
+        recognised on the next run by decrypting it and checking its audio
+        against ``audio_sha256``.  Returns ``(rewrapped, already current)``.
+        """
+        actor.require("retention")
+        keys = self.keys
+        if keys is None:
+            raise RecordingError("recordings are not encrypted here ([recordings] encrypt)")
+        async with self._db.sessions() as s:
+            rows = list(await s.scalars(select(RecordingRow).where(RecordingRow.encrypted)))
+        done = current = 0
+        for row in rows:
+            path = self.store_dir / row.path
+            changed = await asyncio.to_thread(rewrap, path, keys)
+            digest = await asyncio.to_thread(_sha256, path)
+            if not changed and digest == row.sha256:
+                current += 1
+                continue
+            if not changed and await asyncio.to_thread(_audio_sha256, path, keys) != (
+                row.audio_sha256 or ""
+            ):
+                raise IntegrityError(f"recording {row.id}: file differs from its hash")
+            row.sha256 = digest
+            self._seal(row)
+            fresh = _copy_row(row)
+
+            async def update_row(s: AsyncSession, fresh: RecordingRow = fresh) -> None:
+                await s.merge(_copy_row(fresh))
+
+            await self.audit.record_with(
+                update_row,
+                actor.label,
+                "rewrap",
+                row.id,
+                "ok",
+                {"key_id": keys.current, "sha256": digest},
+            )
+            self._verified.pop(row.id, None)
+            done += 1
+        return done, current
+
     async def verify(self, progress: Callable[[int, int], None] | None = None) -> list[str]:
         """Re-hash every stored file; report missing, altered and orphan files, and the chain."""
         files, audit = await self.check(progress)
@@ -770,6 +924,8 @@ class RecordingStore:
                 problems.append(f"recording {row.id}: file missing ({row.path})")
             elif await asyncio.to_thread(_sha256, path) != row.sha256:
                 problems.append(f"recording {row.id}: file differs from its hash ({row.path})")
+            elif row.encrypted and (why := await asyncio.to_thread(self._undecryptable, path)):
+                problems.append(f"recording {row.id}: {why} ({row.path})")
             if progress is not None:
                 progress(i, len(rows))
         files = await asyncio.to_thread(lambda: list(self.store_dir.glob("*/*/*/*.wav")))
@@ -782,6 +938,16 @@ class RecordingStore:
                 "(not LINKEDID--UNIQUEID.wav); listen to it and file it by hand"
             )
         return problems, await self.audit.check()
+
+    def _undecryptable(self, path: Path) -> str | None:
+        """Why an encrypted file cannot be played here (no key, unknown key), or None."""
+        if self.keys is None:
+            return "encrypted, but no site key is configured ([recordings] key_file)"
+        try:
+            open_encrypted(path, self.keys).close()
+        except CryptError as e:
+            return f"cannot be decrypted: {e}"
+        return None
 
 
 class _HeldMeanwhile(Exception):

@@ -133,6 +133,8 @@ class RecordingRow(Base):
     # The file on disk is encrypted (hotline.recordings.crypt); ``size`` is the
     # audio's length, ``sha256`` the hash of the file as it is on disk.
     encrypted: Mapped[bool] = mapped_column(default=False)
+    # The audio's hash when the file is encrypted (None: ``sha256`` is the audio's).
+    audio_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # HMAC over the metadata and the file hash (hotline.records.seal); None on
     # rows stored before sealing was introduced (migration 0008).
     key_id: Mapped[str | None] = mapped_column(String(32), nullable=True)

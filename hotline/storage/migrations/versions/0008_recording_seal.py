@@ -8,7 +8,8 @@ them now would vouch for whatever they hold today); verify reports them as
 stored before sealing was introduced.
 
 ``callback_id``: the callback a recording belongs to ("" for a queue call).
-``encrypted``: the file on disk is encrypted (hotline.recordings.crypt).
+``encrypted``: the file on disk is encrypted (hotline.recordings.crypt), and
+``audio_sha256`` is then the audio's hash (``sha256`` stays the file's).
 
 Revision ID: 0008
 Revises: 0007
@@ -33,12 +34,14 @@ def upgrade() -> None:
         batch.add_column(
             sa.Column("encrypted", sa.Boolean(), nullable=False, server_default=sa.false())
         )
+        batch.add_column(sa.Column("audio_sha256", sa.String(length=64), nullable=True))
         batch.create_index("ix_recordings_callback_id", ["callback_id"])
 
 
 def downgrade() -> None:
     with op.batch_alter_table("recordings") as batch:
         batch.drop_index("ix_recordings_callback_id")
+        batch.drop_column("audio_sha256")
         batch.drop_column("encrypted")
         batch.drop_column("callback_id")
         batch.drop_column("seal")
