@@ -78,6 +78,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from harness.postgres import create_postgres_database, drop_postgres_database, postgres_url  # noqa: E402
+from hotline.recordings.crypt import SiteKeys  # noqa: E402
 from hotline.recordings.store import CallFacts, RecordingStore  # noqa: E402
 from hotline.records.audit import AuditLog  # noqa: E402
 from hotline.records.users import Actor  # noqa: E402
@@ -432,7 +433,14 @@ def make_spool(
 
 
 async def bench_ingest(
-    db: Database, work: Path, n: int, pcm: bytes, run: int, seed: int, cold: bool
+    db: Database,
+    work: Path,
+    n: int,
+    pcm: bytes,
+    run: int,
+    seed: int,
+    cold: bool,
+    keys: SiteKeys | None = None,
 ) -> dict[str, Any]:
     spool, store_dir = work / "spool", work / "store"
     rng = random.Random(seed * 1000 + run)
@@ -444,6 +452,7 @@ async def bench_ingest(
         spool,
         AuditLog.open(db, work / "audit.key", work / "audit.jsonl"),
         retention_days=RETENTION,
+        keys=keys,
     )
     lat = []
     t0 = time.perf_counter()
@@ -459,6 +468,7 @@ async def bench_ingest(
     if left or len(stored) != n:
         raise RuntimeError(f"ingest incomplete: {len(left)} left in spool, {len(stored)} stored")
     return {
+        "store": "plain" if keys is None else "encrypted",
         "cache": "cold" if cold else "warm",
         "recordings": n,
         "bytes_each": size // n,
@@ -470,11 +480,12 @@ async def bench_ingest(
     }
 
 
-def pool_ingest(cache: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Runs of one cache state: the median run's rate, the range, latency over all ingests."""
+def pool_ingest(store: str, cache: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Runs of one store kind and cache state: the median run's rate, the range, latency."""
     lat = [x for r in runs for x in r.pop("latencies_s")]
     rates = [r["recordings_per_s"] for r in runs]
     return {
+        "store": store,
         "cache": cache,
         "runs": len(runs),
         "recordings": runs[0]["recordings"],
@@ -604,11 +615,13 @@ async def bench_db(kind: str, args: argparse.Namespace, sh: Shared) -> dict[str,
             "analyze_s": round(analyzed, 1),
         }
         print(f"[{kind}] {res['load']}", file=sys.stderr, flush=True)
-        runs: dict[str, list[dict[str, Any]]] = {c: [] for c in args.cache}
-        for rep in range(args.ingest_runs):  # cache states alternate, run after run
-            for c, cache in enumerate(args.cache):
+        modes = [(st, c) for st in args.store for c in args.cache]
+        runs: dict[tuple[str, str], list[dict[str, Any]]] = {m: [] for m in modes}
+        keys = SiteKeys.load_or_create(work / "keys" / "recordings.key")
+        for rep in range(args.ingest_runs):  # store kinds and cache states alternate
+            for c, (st, cache) in enumerate(modes):
                 print(
-                    f"[{kind}] ingest {args.n} x {args.seconds:g} s ({cache}, "
+                    f"[{kind}] ingest {args.n} x {args.seconds:g} s ({st}, {cache}, "
                     f"run {rep + 1}/{args.ingest_runs}) ...",
                     file=sys.stderr,
                     flush=True,
@@ -618,13 +631,14 @@ async def bench_db(kind: str, args: argparse.Namespace, sh: Shared) -> dict[str,
                     work,
                     args.n,
                     sh.pcm,
-                    rep * len(args.cache) + c,
+                    rep * len(modes) + c,
                     args.seed,
                     cache == "cold",
+                    keys if st == "encrypted" else None,
                 )
                 print(f"[{kind}] {r['recordings_per_s']} rec/s", file=sys.stderr, flush=True)
-                runs[cache].append(r)
-        res["ingest"] = [pool_ingest(c, r) for c, r in runs.items()]
+                runs[(st, cache)].append(r)
+        res["ingest"] = [pool_ingest(st, c, r) for (st, c), r in runs.items()]
         print(f"[{kind}] searches ...", file=sys.stderr, flush=True)
         res["search"] = await bench_search(db, work, targets, args.warmup)
         return res
@@ -698,7 +712,9 @@ def disk_reference(pcm: bytes, tmpdir: str | None) -> dict[str, Any]:
 def verdicts(report: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for r in report["databases"]:
-        rates = {i["cache"]: i["recordings_per_s"] for i in r["ingest"]}
+        rates = {
+            f"{i.get('store', 'plain')}/{i['cache']}": i["recordings_per_s"] for i in r["ingest"]
+        }
         out[f"ingest_{r['db']}"] = {
             "target": f">= {TARGET_INGEST_PER_S:g} recordings/s (median run)",
             "measured": rates,
@@ -718,15 +734,16 @@ def tables(report: dict[str, Any]) -> str:
     lines = [
         "### Ingest (sequential, with hashing; table already holds the bulk-loaded rows)",
         "",
-        "| database | cache | runs x recordings | recordings/s median run (range) "
+        "| database | store | cache | runs x recordings | recordings/s median run (range) "
         "| MB/s | p50 ms | p95 ms | p99 ms | max ms |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in report["databases"]:
         for i in r["ingest"]:
             la = i["latency"]
             lines.append(
-                f"| {r['db']} | {i['cache']} | {i['runs']} x {i['recordings']} "
+                f"| {r['db']} | {i.get('store', 'plain')} | {i['cache']} "
+                f"| {i['runs']} x {i['recordings']} "
                 f"| {i['recordings_per_s']} ({i['recordings_per_s_min']}-"
                 f"{i['recordings_per_s_max']}) | {i['mb_per_s']} | {la['p50_ms']} "
                 f"| {la['p95_ms']} | {la['p99_ms']} | {la['max_ms']} |"
@@ -927,6 +944,13 @@ def main() -> int:
         "--ingest-runs", type=int, default=3, help="ingest runs per cache state (default 3)"
     )
     p.add_argument("--cache", nargs="+", choices=["warm", "cold"], default=["warm", "cold"])
+    p.add_argument(
+        "--store",
+        nargs="+",
+        choices=["plain", "encrypted"],
+        default=["plain", "encrypted"],
+        help="ingest into a plain store, an encrypted one ([recordings] encrypt), or both",
+    )
     p.add_argument("--rows", type=int, default=1_000_000, help="metadata rows (default 1,000,000)")
     p.add_argument(
         "--searches", type=int, default=200, help="timed searches per kind (default 200)"
