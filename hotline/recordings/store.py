@@ -932,6 +932,17 @@ class RecordingStore:
         for f in files:
             if f.resolve() not in known:
                 problems.append(f"orphan file with no record: {f.relative_to(self.store_dir)}")
+        # A recording the audit log saw stored, never purged, whose row is gone:
+        # removed from the database (the file with it, or the file is an orphan).
+        rows_by_id = {r.id for r in rows}
+        purged = await self.audit.by_target("purge")
+        for rid, entry in ingested.items():
+            if rid not in rows_by_id and rid not in purged:
+                problems.append(
+                    f"recording {rid}: removed: stored at audit entry {entry.seq} "
+                    f"(call {entry.detail.get('call_id', '?')}) but its row is gone and no "
+                    "purge was audited"
+                )
         for name in await asyncio.to_thread(self.quarantined):
             problems.append(
                 f"quarantined spool file {QUARANTINE}/{name}: names no call "

@@ -18,7 +18,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from hotline.events import CallEnded
 from hotline.recordings.ingest import CallIngest, SweeperHealth, sweep_forever, watch_spool
@@ -269,3 +269,16 @@ async def test_sweeper_rides_out_a_locked_database(tmp_path: Path) -> None:
         watcher.cancel()
     finally:
         await db.close()
+
+
+async def test_a_deleted_row_and_file_are_reported_removed(
+    store: RecordingStore, db: Database
+) -> None:
+    keep = await store.ingest(make_wav(store.spool_dir / "1.1--1.2.wav", 1.0), CallFacts())
+    gone = await store.ingest(make_wav(store.spool_dir / "2.1--2.2.wav", 1.0), CallFacts())
+    (store.store_dir / gone.path).unlink()
+    async with db.sessions() as s, s.begin():
+        await s.execute(delete(RecordingRow).where(RecordingRow.id == gone.id))
+    [problem] = await store.verify()
+    assert problem.startswith(f"recording {gone.id}: removed: stored at audit entry ")
+    assert "(call 2.1)" in problem and keep.id not in problem
