@@ -497,8 +497,8 @@ class Call:
             if len(words) == 4:
                 self.variables[unquote(words[2])] = unquote(words[3])
             return "200 result=1"
-        if name == "HANGUP":
-            return "200 result=1"
+        if name in ("HANGUP", "NOOP"):
+            return "200 result=1" if name == "HANGUP" else "200 result=0"
         self.phase.failures.append(f"unexpected command {line[:60]!r}")
         return "510 Invalid or unknown command"
 

@@ -16,7 +16,10 @@ bounded time: the environment (lines, bytes, ``header_timeout``), each reply
 (one line, all its lines, all its bytes: a ``520-`` usage text that never
 ends is :class:`AgiReplyTooLarge`), and the wait for each reply
 (:data:`WAITS_ON_CALLER` commands may take ``command_timeout``; every other
-command is one Asterisk answers at once, within ``reply_timeout``).  Over a
+command is one Asterisk answers at once, within ``reply_timeout``).  A
+connection's first command that may wait on the caller is preceded by a
+``NOOP`` answered within ``reply_timeout``: a peer that sends an environment
+and then nothing is dropped that soon, whatever the flow's first step.  Over a
 bound the channel raises an :class:`AgiProtocolError` subclass, keeps it in
 :attr:`AgiChannel.failure` and says nothing more on that connection.
 """
@@ -250,6 +253,8 @@ class AgiChannel:
         self.max_reply_lines = max_reply_lines
         self.max_reply_bytes = max_reply_bytes
         self.hung_up = False
+        # Whether the peer has answered anything yet (see _probe).
+        self._heard = False
         self._reply_lines = 0
         self._reply_bytes = 0
         # Why the connection was given up, when the peer broke the protocol or a
@@ -308,7 +313,12 @@ class AgiChannel:
         line = " ".join(words)
         if "\n" in line or "\r" in line:
             raise ValueError("AGI command contains a line break")
-        timeout = self.command_timeout if waits_on_caller(line) else self.reply_timeout
+        long = waits_on_caller(line)
+        if long and not self._heard:
+            # A peer that has said nothing since its environment must not hold
+            # the slot for a whole command_timeout: Asterisk answers NOOP at once.
+            await self.command("NOOP")
+        timeout = self.command_timeout if long else self.reply_timeout
         self._writer.write(line.encode("utf-8") + b"\n")
         try:
             await self._writer.drain()
@@ -328,6 +338,7 @@ class AgiChannel:
             self.hung_up = True
             self.failure = e
             raise
+        self._heard = True
         if reply.code == 511:
             self.hung_up = True
             raise AgiHangup("dead channel (511)")

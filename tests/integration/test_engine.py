@@ -73,8 +73,9 @@ async def test_the_call_id_comes_from_the_dialplan_argument_or_is_asked_for(
         services,
         FakeCall(script="say_then_queue", linkedid="1700000000.8", linkedid_argument=True),
     )
-    # One round trip less before the greeting: the first command plays it.
-    assert given.commands[0].startswith("STREAM FILE")
+    # No look-up: only the liveness probe (NOOP, answered within reply_timeout)
+    # comes before the greeting.
+    assert given.commands[0] == "NOOP" and given.commands[1].startswith("STREAM FILE")
     assert not any(c.startswith("GET FULL VARIABLE") for c in given.commands)
     for call in (asked, given):
         it = await record(services, call)

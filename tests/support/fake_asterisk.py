@@ -89,6 +89,8 @@ class FakeCall:
             return "200 result=1"
         if line.startswith("GET FULL VARIABLE"):
             return f"200 result=1 ({self.linkedid})" if "linkedid" in line else "200 result=0"
+        if line == "NOOP":
+            return "200 result=0"
         if line.startswith("HANGUP"):
             self.hung_up_by_server = True
             return "200 result=1"

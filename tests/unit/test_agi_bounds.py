@@ -303,12 +303,33 @@ async def test_a_peer_silent_after_its_environment_is_dropped_after_reply_timeou
     assert server.dropped_timeout == 1 and server.active_calls == 0
 
 
+async def test_a_peer_silent_before_a_long_first_command_is_dropped_after_reply_timeout() -> None:
+    # The demo dialplan passes the linkedid as an argument: the first command is a
+    # prompt, which may take command_timeout.  The NOOP before it may not.
+    handler = Handler(lambda ch: ch.stream_file("hotline/welcome", "1"))
+    async with serving(handler, reply_timeout=0.3, command_timeout=30.0) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(ENV)
+        await writer.drain()
+        assert await reader.readline() == b"NOOP\n"
+        t0 = time.monotonic()
+        assert await closed_by_server(reader) == b""
+        elapsed = time.monotonic() - t0
+        writer.close()
+        await asyncio.wait_for(handler.done.wait(), 3)
+    assert 0.2 < elapsed < 2, elapsed
+    assert server.dropped_timeout == 1 and server.active_calls == 0
+
+
 async def test_a_slow_stream_file_reply_within_command_timeout_is_accepted() -> None:
     # Asterisk answers STREAM FILE when the prompt has played: seconds, not at once.
     handler = Handler(lambda ch: ch.stream_file("hotline/welcome", "1"))
     async with serving(handler, reply_timeout=0.3, command_timeout=5.0) as server:
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
         writer.write(ENV)
+        await writer.drain()
+        assert await reader.readline() == b"NOOP\n"
+        writer.write(b"200 result=0\n")
         await writer.drain()
         assert (await reader.readline()).startswith(b"STREAM FILE")
         await asyncio.sleep(1.0)

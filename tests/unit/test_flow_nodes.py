@@ -99,6 +99,7 @@ def test_every_flow_file_type_is_a_registered_node_class() -> None:
         "set",
         "subflow",
         "transfer",
+        "verify",
     }
     for cls in NODES.values():
         assert issubclass(cls, Node)
@@ -156,7 +157,7 @@ def test_transfer_problems_name_file_line_and_node() -> None:
         "dialplans/t.yaml:10: node 'to_billing': queue: 'Billing Team' is not a queue name",
         "dialplans/t.yaml:11: node 'to_billing': priority: expected a number from 0 to 100",
         "dialplans/t.yaml:12: node 'to_billing': reason: unknown placeholder {ticket} "
-        "(use call, caller, customer, queue, vars)",
+        "(use call, caller, customer, link, queue, vars)",
         "dialplans/t.yaml:13: node 'to_billing': unknown field 'colour' "
         "(allowed: description, priority, queue, reason, type)",
     ]
@@ -183,6 +184,7 @@ async def test_transfer_hands_the_caller_to_the_queue_with_priority_and_reason(
 ) -> None:
     fake, it = await call(services, TRANSFER, "1700000001.1")
     assert fake.commands == [
+        "NOOP",  # the liveness probe before the first prompt (ivr/agi.py)
         'STREAM FILE "/srv/hotline/prompts/greetings/welcome" "0123456789*#"',
         'SET VARIABLE HOTLINE_QUEUE "billing"',
         'SET VARIABLE HOTLINE_PRIORITY "7"',
@@ -288,6 +290,7 @@ def test_a_registered_node_type_is_loaded_and_drawn() -> None:
 async def test_a_registered_node_type_and_action_run(services: Services) -> None:
     fake, it = await call(services, BEEP, "1700000001.2")
     assert fake.commands == [
+        "NOOP",  # the liveness probe before the first prompt (ivr/agi.py)
         'STREAM FILE "/srv/hotline/prompts/beep" ""',
         'STREAM FILE "/srv/hotline/prompts/beep" ""',
         "HANGUP",
