@@ -3,7 +3,9 @@
 ``hotline mqtt users`` writes a Mosquitto config whose ACL lets agent N read
 only ``{prefix}/agents/N/#`` and the queue stats, and lets only the server
 publish anything.  Passwords are generated, hashed by ``mosquitto_passwd``,
-and written in clear only to ``credentials.json`` (mode 600) for handing out.
+and written in clear only to ``credentials.json`` for handing out.  Both
+``passwd`` and ``credentials.json`` are 0600, written anew each time (an
+existing file's looser mode is not kept).
 """
 
 from __future__ import annotations
@@ -88,8 +90,26 @@ def write_broker_files(
             ) from None
     (folder / "acl").write_text(acl_text(agents, prefix, server_user))
     (folder / "mosquitto.conf").write_text(mosquitto_conf(folder.resolve(), port))
-    creds = folder / "credentials.json"
-    fd = os.open(creds, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(users, f, indent=2)
+    os.chmod(passwd, 0o600)  # whatever mosquitto_passwd left it as: hashes are secrets too
+    _write_secret(folder / "credentials.json", json.dumps(users, indent=2))
     return users
+
+
+def _write_secret(path: Path, text: str) -> None:
+    """``path`` replaced by a new 0600 file holding ``text``.
+
+    A new file, not the old one rewritten: an existing file keeps its mode
+    through ``O_CREAT``, and whoever opened it while it was readable could
+    read the new passwords through that descriptor.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

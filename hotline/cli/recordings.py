@@ -10,7 +10,16 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hotline.cli._common import actor, command, fail, group, parse_when, print_json, with_db
+from hotline.cli._common import (
+    actor,
+    as_options,
+    command,
+    fail,
+    group,
+    parse_when,
+    print_json,
+    with_db,
+)
 from hotline.config import Config
 
 if TYPE_CHECKING:
@@ -26,36 +35,45 @@ def register(sub: Subparsers) -> None:
     s = command(rec, "search", cmd_recordings_search, "find recordings (audited)")
     for opt in ("caller", "agent", "queue", "call-id", "since", "until"):
         s.add_argument(f"--{opt}")
-    s.add_argument("--limit", type=int, default=100)
+    s.add_argument("--limit", type=_limit, default=100, help="1 to 1000 (default 100)")
     s.add_argument("--json", action="store_true")
-    s.add_argument("--as", dest="as_user", help="act as this named user (role enforced)")
+    as_options(s)
     s = command(rec, "get", cmd_recordings_get, "export one recording to a file (audited)")
     s.add_argument("id")
     s.add_argument("--out", required=True)
-    s.add_argument("--as", dest="as_user")
+    as_options(s)
     s = command(rec, "ingest", cmd_recordings_ingest, "store every finished spool file now")
     s.add_argument("--min-age", type=float, default=3.0)
     command(rec, "verify", cmd_recordings_verify, "re-hash every file; check the audit log")
     s = command(rec, "hold", cmd_recordings_hold, "put a recording under legal hold")
     s.add_argument("id")
     s.add_argument("--reason", required=True)
-    s.add_argument("--as", dest="as_user")
+    as_options(s)
     s.set_defaults(hold=True)
     s = command(rec, "release", cmd_recordings_hold, "release a legal hold")
     s.add_argument("id")
-    s.add_argument("--as", dest="as_user")
+    as_options(s)
     s.set_defaults(hold=False)
     s = command(
         rec, "purge", cmd_recordings_purge, "delete recordings past retention (not on hold)"
     )
-    s.add_argument("--as", dest="as_user")
+    as_options(s)
     s = command(
         rec,
         "rotate-key",
         cmd_recordings_rotate_key,
         "new site key for encrypted recordings; re-wrap every data key (audio untouched)",
     )
-    s.add_argument("--as", dest="as_user")
+    as_options(s)
+
+
+def _limit(text: str) -> int:
+    """``--limit``: a whole number from 1 to 1000, as the HTTP API takes it."""
+    if not (text.isdecimal() and len(text) <= 4 and 1 <= int(text) <= 1000):
+        raise argparse.ArgumentTypeError(
+            f"must be a whole number from 1 to 1000, not {text[:20]!r}"
+        )
+    return int(text)
 
 
 def _store(cfg: Config, db: Database) -> RecordingStore:
@@ -73,7 +91,7 @@ def cmd_recordings_search(cfg: Config, args: argparse.Namespace) -> int:
         store = _store(cfg, db)
         try:
             found = await store.search(
-                await actor(db, args.as_user),
+                await actor(db, args.as_user, cfg, password_stdin=args.password_stdin),
                 caller=args.caller,
                 agent=args.agent,
                 queue=args.queue,
@@ -105,7 +123,11 @@ def cmd_recordings_get(cfg: Config, args: argparse.Namespace) -> int:
     async def go(db: Database) -> int:
         store = _store(cfg, db)
         try:
-            rec = await store.export(await actor(db, args.as_user), args.id, Path(args.out))
+            rec = await store.export(
+                await actor(db, args.as_user, cfg, password_stdin=args.password_stdin),
+                args.id,
+                Path(args.out),
+            )
         except AccessDenied as e:
             return fail(f"refused: {e} (this attempt is in the audit log)", REFUSED)
         except RecordingError as e:  # RecordingNotFound, IntegrityError
@@ -164,7 +186,10 @@ def cmd_recordings_hold(cfg: Config, args: argparse.Namespace) -> int:
     async def go(db: Database) -> int:
         try:
             await _store(cfg, db).set_hold(
-                await actor(db, args.as_user), args.id, args.hold, getattr(args, "reason", "")
+                await actor(db, args.as_user, cfg, password_stdin=args.password_stdin),
+                args.id,
+                args.hold,
+                getattr(args, "reason", ""),
             )
         except AccessDenied as e:
             return fail(f"error: {e}", REFUSED)
@@ -181,7 +206,9 @@ def cmd_recordings_purge(cfg: Config, args: argparse.Namespace) -> int:
 
     async def go(db: Database) -> int:
         try:
-            purged = await _store(cfg, db).purge(await actor(db, args.as_user))
+            purged = await _store(cfg, db).purge(
+                await actor(db, args.as_user, cfg, password_stdin=args.password_stdin)
+            )
         except AccessDenied as e:
             return fail(f"error: {e}", REFUSED)
         print(f"{len(purged)} recording(s) past retention deleted (each in the audit log)")
@@ -199,7 +226,7 @@ def cmd_recordings_rotate_key(cfg: Config, args: argparse.Namespace) -> int:
         return fail("error: recordings are not encrypted here ([recordings] encrypt = false)")
 
     async def go(db: Database) -> int:
-        who = await actor(db, args.as_user)
+        who = await actor(db, args.as_user, cfg, password_stdin=args.password_stdin)
         who.require("retention")  # before a key is added: refused means nothing changed
         keys = SiteKeys.rotate(cfg.path(cfg.recordings.key_file))
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from typing import TYPE_CHECKING
 
@@ -59,6 +60,9 @@ def cmd_check_config(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_serve(cfg: Config, args: argparse.Namespace) -> int:
+    # Before anything is created: every file and folder the server makes (the
+    # database, its WAL, keys, checkpoints, the notification outbox) is its owner's only.
+    os.umask(0o077)
     from hotline.app import serve
     from hotline.logs import setup_logging
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import unicodedata
 from typing import TYPE_CHECKING
 
 from hotline.cli._common import command, fail, group, print_json, with_db
@@ -61,14 +62,42 @@ def cmd_users_add(cfg: Config, args: argparse.Namespace) -> int:
     return with_db(go, cfg)
 
 
+def visible(text: str, *, backslash: bool = True) -> str:
+    """``text`` safe for a terminal: control and format characters as escapes (``\\x1b``).
+
+    Names, targets and paths in the audit log come from whoever sent them; a
+    raw ESC, CSI (U+009B), BEL or bidi override would reach the reader's
+    terminal as a command.  ``backslash`` escapes ``\\`` too, so an escape
+    shown is never one that was typed.
+    """
+    out = []
+    for c in text:
+        if c == "\\" and backslash:
+            out.append("\\\\")
+        elif unicodedata.category(c) in _UNSAFE:
+            n = ord(c)
+            out.append(
+                f"\\x{n:02x}" if n < 0x100 else f"\\u{n:04x}" if n < 0x10000 else f"\\U{n:08x}"
+            )
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+# Control, format (bidi overrides, zero-width), line and paragraph separators, unassigned,
+# surrogates (a lone one in a name), private use.
+_UNSAFE = frozenset({"Cc", "Cf", "Zl", "Zp", "Cn", "Cs", "Co"})
+
+
 def cmd_audit_show(cfg: Config, args: argparse.Namespace) -> int:
     from hotline.records.audit import AuditLog
 
     async def go(db: Database) -> int:
         for e in reversed(await AuditLog.from_config(db, cfg).entries(args.limit)):
+            detail = visible(json.dumps(e.detail, ensure_ascii=False), backslash=False)
             print(
-                f"{e.seq:6} {e.at:%Y-%m-%d %H:%M:%S} {e.actor:20} {e.action:8} {e.result:8} "
-                f"{e.target:32} {json.dumps(e.detail, ensure_ascii=False)}"
+                f"{e.seq:6} {e.at:%Y-%m-%d %H:%M:%S} {visible(e.actor):20} "
+                f"{visible(e.action):8} {visible(e.result):8} {visible(e.target):32} {detail}"
             )
         return 0
 

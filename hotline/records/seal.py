@@ -221,7 +221,7 @@ def append_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
     if not path.parent.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
     created = not path.exists()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
         data = checkpoint.to_line()
         if os.write(fd, data) != len(data):

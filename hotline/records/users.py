@@ -2,16 +2,21 @@
 
 Roles: ``compliance`` (search, listen, export), ``admin`` (users, retention,
 legal holds), ``agent`` (no access to recordings).  Passwords are hashed with
-Argon2id.  On the server host the CLI acts as the OS user (trusted as
-operator: both roles) unless ``--as NAME`` names a user whose role is then
-enforced.
+Argon2id, in two threads of their own (``argon2_0``, ``argon2_1``), never in the event
+loop's default executor: a burst of logins cannot hold up the prompt renderer
+or anything else that uses it.  On the server host the CLI acts as the OS user
+(trusted as operator: both roles) unless ``--as NAME`` names a user whose role
+is then enforced.
 """
 
 from __future__ import annotations
 
 import asyncio
-import getpass
+import os
+import pwd
 import re
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -31,6 +36,35 @@ PERMISSIONS = {
 _hasher = PasswordHasher()
 
 
+class _Argon2Workers:
+    """The two threads that hash and verify passwords (Argon2 is CPU work: ~50 ms each).
+
+    Created on first use; :meth:`shutdown` lets them finish what they hold and
+    exit, and the next use starts new ones.
+    """
+
+    def __init__(self) -> None:
+        self._pool: ThreadPoolExecutor | None = None
+
+    async def run(self, fn: Callable[..., object], *args: str) -> object:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="argon2")
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    def shutdown(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False)  # never blocks the loop; queued work still completes
+
+
+_argon2 = _Argon2Workers()
+
+
+def shutdown_password_workers() -> None:
+    """Stop the Argon2 threads (the web application does when it stops)."""
+    _argon2.shutdown()
+
+
 class AccessDenied(Exception):
     """The actor's role does not allow this."""
 
@@ -39,10 +73,13 @@ class AccessDenied(Exception):
 class Actor:
     name: str
     roles: frozenset[str]
+    # The OS user who acts as ``name`` without its password (root's ``--as``).
+    via: str = ""
 
     @property
     def label(self) -> str:
-        return self.name
+        """How the audit log names the actor: ``carol``, or ``carol (root via --as)``."""
+        return f"{self.name} ({self.via} via --as)" if self.via else self.name
 
     def may(self, permission: str) -> bool:
         return any(permission in PERMISSIONS[r] for r in self.roles)
@@ -54,9 +91,18 @@ class Actor:
             )
 
 
+def os_user() -> str:
+    """The effective OS user's name, from the kernel (not ``$USER``, which anyone can set)."""
+    uid = os.geteuid()
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
 def host_operator() -> Actor:
     """Whoever runs the CLI on the server host: audited under their OS name."""
-    return Actor(f"os:{getpass.getuser()}", frozenset({"compliance", "admin"}))
+    return Actor(f"os:{os_user()}", frozenset({"compliance", "admin"}))
 
 
 class Users:
@@ -70,7 +116,7 @@ class Users:
             raise ValueError(f"role must be one of {', '.join(ROLES)}")
         if len(password) < 10:
             raise ValueError("password must have at least 10 characters")
-        hashed = await asyncio.to_thread(_hasher.hash, password)  # Argon2 is CPU work
+        hashed = str(await _argon2.run(_hasher.hash, password))
         async with self._db.sessions() as s, s.begin():
             if await s.get(UserRow, name) is not None:
                 raise ValueError(f"user {name!r} exists")
@@ -85,10 +131,10 @@ class Users:
         async with self._db.sessions() as s:
             row = await s.get(UserRow, name)
         if row is None:
-            await asyncio.to_thread(_hasher.hash, password)  # same time, user or not
+            await _argon2.run(_hasher.hash, password)  # same time, user or not
             return None
         try:
-            await asyncio.to_thread(_hasher.verify, row.password_hash, password)
+            await _argon2.run(_hasher.verify, row.password_hash, password)
         except (VerificationError, InvalidHashError):
             return None
         return Actor(name, frozenset({row.role}))

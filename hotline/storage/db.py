@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +16,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+log = logging.getLogger("hotline.storage")
 
 
 class Database:
@@ -21,7 +25,7 @@ class Database:
     def __init__(self, url: str, echo: bool = False) -> None:
         u = make_url(url)
         if u.get_backend_name() == "sqlite" and u.database not in (None, "", ":memory:"):
-            Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+            owner_only(Path(u.database))
         kwargs: dict[str, object] = {"echo": echo}
         if u.get_backend_name() == "postgresql":
             kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
@@ -51,6 +55,23 @@ class Database:
             await closer()
         self._closers.clear()
         await self.engine.dispose()
+
+
+def owner_only(path: Path) -> None:
+    """A SQLite file readable by its owner only: created 0600 (its folder 0700 when
+    created here), its mode reset to 0600 when found looser, and its WAL and
+    shared-memory files with it (SQLite gives those the database file's mode)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    for f in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            if os.stat(f).st_mode & 0o077:
+                os.chmod(f, 0o600)
+        except FileNotFoundError:
+            pass
+        except PermissionError:  # someone else's file: say so, and use it as before
+            log.warning("database file %s is readable by others and not ours to chmod 600", f)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
