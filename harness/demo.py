@@ -21,16 +21,31 @@ from sqlalchemy import select
 
 from harness.sipp import Agent, Keys, Pause, run_caller
 from hotline.config import Config, load_config
+from hotline.deflection.callbacks import CallbackStore
+from hotline.deflection.limits import DeflectionLimits
 from hotline.recordings.store import Recording, recording_from_row
 from hotline.records.customers import CustomerDirectory
-from hotline.records.interactions import Interaction, InteractionStore
+from hotline.records.interactions import Interaction, InteractionStore, utcnow
 from hotline.storage.db import Database
 from hotline.storage.tables import RecordingRow
 
 REPO = Path(__file__).resolve().parent.parent
 RUN = REPO / ".run"
 CALLER = "5551234"  # Alice Martin in dialplans/data/customers.csv
+CALLER_PIN = "2468"  # hers, ibid. (docs/flows.md, the demo flow)
 CALLBACK_CALLER = "5550999"  # not in the directory: an unknown caller
+
+
+async def callback_caller(callbacks: CallbackStore, cfg: Config) -> str:
+    """The demo's callback caller: 5550999, or the next number down with a callback
+    left under ``[deflection] max_callbacks_per_number`` in the window (the demo's
+    database outlives its runs, and the limit holds across them)."""
+    limits = DeflectionLimits.from_config(cfg.deflection)
+    since = limits.since(utcnow())
+    for n in range(int(CALLBACK_CALLER), int(CALLBACK_CALLER) - 100, -1):
+        if await callbacks.booked_since(str(n), since) < limits.callbacks:
+            return str(n)
+    return CALLBACK_CALLER  # refused, and the demo says so
 
 
 def say(text: str) -> None:
@@ -136,6 +151,12 @@ def story(
             f"            IVR path {' > '.join(ivr.get('path', []))}, "
             f"intent {ivr.get('intent')}, waited {pop['wait_seconds']} s"
         )
+        checks = [t for t in ivr.get("self_service", []) if t.get("task") == "verify"]
+        for t in checks:
+            lines.append(
+                f"            caller {t['outcome']} by {t.get('method')} "
+                f"({t.get('attempts')} attempt(s))"
+            )
     if rec is None:
         lines.append("recording   not stored within 15 s (see .run/hotline.log)")
     else:
@@ -175,11 +196,22 @@ async def main() -> int:
     agent = Agent("1001", answer_delay_ms=1500, talk_wav=talk)
     await agent.start()
     say(
-        f"Alice ({CALLER}) dials 100: hears her greeting and the bill offer, presses 2 "
-        "(something else), 1 (billing), 0 (an agent)"
+        f"Alice ({CALLER}) dials 100: hears the greeting anyone hears, keys her PIN "
+        f"{CALLER_PIN}#, then her name and the bill offer; presses 2 (something else), "
+        "1 (billing), 0 (an agent)"
     )
     result = await run_caller(
-        [Pause(9500), Keys("2"), Pause(3000), Keys("1"), Pause(3000), Keys("0"), Pause(7000)],
+        [
+            Pause(3500),
+            Keys(CALLER_PIN + "#"),
+            Pause(8000),
+            Keys("2"),
+            Pause(3000),
+            Keys("1"),
+            Pause(3000),
+            Keys("0"),
+            Pause(7000),
+        ],
         number=CALLER,
         name="Alice Martin",
     )
@@ -223,7 +255,6 @@ async def main() -> int:
 async def callback_demo(cfg: Config) -> int:
     """Part two: the billing line is unstaffed, a caller books a callback and gets it."""
     from cti.ami import AmiClient
-    from hotline.deflection.callbacks import CallbackStore
 
     secret = cfg.ami_secret()
     ami = AmiClient(cfg.ami.host, cfg.ami.port, cfg.ami.username, secret or "")
@@ -238,6 +269,7 @@ async def callback_demo(cfg: Config) -> int:
 
     db = Database(cfg.database_url())
     callbacks = CallbackStore(db)
+    caller = await callback_caller(callbacks, cfg)
     pops: list[dict[str, Any]] = []
     ready = asyncio.Event()
     watcher = asyncio.create_task(watch_pops(pops, ready))
@@ -248,16 +280,16 @@ async def callback_demo(cfg: Config) -> int:
         await pause(a, True)
     await asyncio.sleep(1)
     say(
-        f"{CALLBACK_CALLER} dials 100, presses 1 (billing) and 3 (a billing agent); hears "
+        f"{caller} dials 100, presses 1 (billing) and 3 (a billing agent); hears "
         "that no agent is available and presses 2: call me back"
     )
     result = await run_caller(
         [Pause(1500), Keys("1"), Pause(2500), Keys("3"), Pause(3000), Keys("2")],
-        number=CALLBACK_CALLER,
+        number=caller,
         hangup="asterisk",
         timeout=60,
     )
-    cb = await callbacks.open_for(CALLBACK_CALLER)
+    cb = await callbacks.open_for(caller)
     if not result.ok or cb is None:
         say("no callback was booked: see .run/hotline.log")
         await pause("1001", False)
@@ -267,7 +299,7 @@ async def callback_demo(cfg: Config) -> int:
         return 1
     say(f"callback {cb.id} booked for queue {cb.queue}; the caller hung up")
     agent = Agent("1001")
-    phone = Agent(CALLBACK_CALLER, port=5080, answer_delay_ms=1500)
+    phone = Agent(caller, port=5080, answer_delay_ms=1500)
     await agent.start()
     await phone.start()
     say("agent 1001 is back: Hotline rings 1001, then the caller's phone (sipp on 5080)")
@@ -288,9 +320,7 @@ async def callback_demo(cfg: Config) -> int:
     await pause("1002", False)
     watcher.cancel()
     ami.close()
-    pop = next(
-        (p for p in pops if p.get("callback") and p["caller_number"] == CALLBACK_CALLER), None
-    )
+    pop = next((p for p in pops if p.get("callback") and p["caller_number"] == caller), None)
     await db.close()
     lines = ["", "The callback, as Hotline saw it", "-------------------------------"]
     if done is None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from hotline.config import Config
 from hotline.deflection.callbacks import CallbackStore
+from hotline.deflection.limits import DeflectionLimits
 from hotline.deflection.notify import Notifier
 from hotline.erlang_c import WaitEstimate
 from hotline.records.customers import CustomerDirectory
@@ -111,6 +112,7 @@ async def setup(cfg: Config, deps: IvrDeps) -> AsyncIterator[Ivr]:
             notifier=deps.notifier,
             notify_timeout_s=d.notify_timeout_s,
             number_pattern=d.number_pattern,
+            limits=DeflectionLimits.from_config(d),
             on_deflection=deps.on_deflection,
             on_callback_booked=deps.on_callback_booked,
         )

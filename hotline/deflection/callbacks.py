@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from hotline.contracts import NUMBER_PATTERN
@@ -37,6 +37,14 @@ DEFAULT_NUMBER_PATTERN = NUMBER_PATTERN
 
 class InvalidNumber(ValueError):
     """The number may not be dialled (empty, anonymous, or outside the allowed pattern)."""
+
+
+class CallbackLimitReached(Exception):
+    """This number has had as many callbacks booked in the window as it may."""
+
+    def __init__(self, booked: int) -> None:
+        super().__init__(f"{booked} callbacks already booked for this number in the window")
+        self.booked = booked
 
 
 def utcnow() -> datetime:
@@ -122,13 +130,24 @@ class CallbackStore:
         interaction_id: str | None = None,
         customer_id: int | None = None,
         language: str = "en",
+        limit: int | None = None,
+        window_s: float = 86400.0,
     ) -> Callback:
-        """A new pending callback, or the one this number already has open."""
+        """A new pending callback, or the one this number already has open.
+
+        With ``limit``: :class:`CallbackLimitReached` when the number already
+        had that many callbacks booked (whatever became of them) in the last
+        ``window_s`` seconds, counted in the database.
+        """
         digits = dialable(number, self.number_pattern)
         existing = await self.open_for(digits)
         if existing is not None:
             return existing
         now = utcnow()
+        if limit is not None:
+            booked = await self.booked_since(digits, now - timedelta(seconds=window_s))
+            if booked >= limit:
+                raise CallbackLimitReached(booked)
         cb = Callback(
             id=uuid.uuid4().hex,
             queue=queue,
@@ -182,6 +201,17 @@ class CallbackStore:
                 .limit(1)
             )
             return _from_row(row) if row else None
+
+    async def booked_since(self, number: str, since: datetime) -> int:
+        """Callbacks booked for this number (digits) whose caller called since ``since``."""
+        digits = number.strip().lstrip("+")
+        async with self._db.sessions() as s:
+            n = await s.scalar(
+                select(func.count())
+                .select_from(CallbackRow)
+                .where(CallbackRow.number == digits, CallbackRow.requested_at >= since)
+            )
+            return int(n or 0)
 
     async def get(self, callback_id: str) -> Callback | None:
         async with self._db.sessions() as s:

@@ -1,14 +1,25 @@
-"""The customer directory: who is calling, and what they most likely want."""
+"""The customer directory: who is calling, and what they most likely want.
+
+A caller ID says which number called, not who is speaking: a flow's ``verify``
+step asks the caller to prove it (:meth:`CustomerDirectory.verify`) with a PIN,
+their date of birth or the last digits of their account number.  PINs are
+kept only as salted scrypt hashes, hashed and checked in a thread.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import csv
+import hashlib
+import hmac
 import logging
 import re
+import secrets
 from dataclasses import asdict, dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Select, bindparam, select
 
@@ -28,7 +39,62 @@ CSV_FIELDS = (
     "last_bill_amount",
     "bill_due_date",
     "open_ticket",
+    "pin",  # 4 to 8 digits, stored hashed; an empty cell leaves the PIN as it is
+    "birth_date",  # YYYY-MM-DD; the caller keys it as DDMMYYYY
 )
+
+# What a ``verify`` step asks for: a PIN, the date of birth (DDMMYYYY) or the
+# last digits of the account number.
+VerifyMethod = Literal["pin", "birth_date", "account"]
+VERIFY_METHODS: tuple[VerifyMethod, ...] = ("pin", "birth_date", "account")
+PIN_PATTERN = re.compile(r"[0-9]{4,8}")
+
+# scrypt's cost (16 MiB, ~40 ms a hash); kept in each hash, so raising it later
+# leaves the PINs already stored readable.
+_SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
+
+
+def hash_pin(pin: str) -> str:
+    """``scrypt$N$r$p$salt$hash`` (base64) of a PIN.  CPU-bound: run it in a thread."""
+    if not PIN_PATTERN.fullmatch(pin):
+        raise ValueError("a PIN is 4 to 8 digits")
+    salt = secrets.token_bytes(16)
+    key = hashlib.scrypt(
+        pin.encode(), salt=salt, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P, maxmem=2**26, dklen=32
+    )
+    b64 = base64.b64encode
+    return f"scrypt${_SCRYPT_N}${_SCRYPT_R}${_SCRYPT_P}${b64(salt).decode()}${b64(key).decode()}"
+
+
+def pin_matches(pin: str, stored: str) -> bool:
+    """Whether ``pin`` is the one ``stored`` (a :func:`hash_pin` value) was made from."""
+    try:
+        scheme, n, r, p, salt, key = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        expected = base64.b64decode(key)
+        got = hashlib.scrypt(
+            pin.encode(),
+            salt=base64.b64decode(salt),
+            n=int(n),
+            r=int(r),
+            p=int(p),
+            maxmem=2**26,
+            dklen=len(expected),
+        )
+    except ValueError:
+        return False
+    return hmac.compare_digest(got, expected)
+
+
+def birth_date_keyed(entered: str) -> date | None:
+    """A date of birth as a caller keys it, DDMMYYYY; None if it is no date."""
+    if not re.fullmatch(r"[0-9]{8}", entered):
+        return None
+    try:
+        return date(int(entered[4:]), int(entered[2:4]), int(entered[:2]))
+    except ValueError:
+        return None
 
 
 class CustomerImportError(Exception):
@@ -180,6 +246,44 @@ class CustomerDirectory:
             rows = await s.scalars(select(CustomerRow).order_by(CustomerRow.id))
             return [_customer(r) for r in rows]
 
+    async def verify(
+        self, customer_id: int, method: VerifyMethod, entered: str, digits: int = 4
+    ) -> bool:
+        """Whether what the caller keyed proves they are this customer.
+
+        ``pin``: the PIN (a customer without one cannot pass); ``birth_date``:
+        DDMMYYYY; ``account``: the last ``digits`` digits of the account number.
+        Nothing entered is logged or kept.
+        """
+        if not entered.isdigit():
+            return False
+        async with self._db.sessions() as s:
+            row = await s.get(CustomerRow, customer_id)
+        if row is None:
+            return False
+        if method == "pin":
+            stored = row.pin_hash
+            if not stored:
+                return False
+            return await asyncio.to_thread(pin_matches, entered, stored)
+        if method == "birth_date":
+            keyed = birth_date_keyed(entered)
+            return keyed is not None and row.birth_date is not None and keyed == row.birth_date
+        account = re.sub(r"\D", "", row.account)
+        return len(entered) == digits <= len(account) and hmac.compare_digest(
+            entered, account[-digits:]
+        )
+
+    async def set_pin(self, account: str, pin: str | None) -> bool:
+        """Set (or with None, remove) a customer's PIN; False if no such account."""
+        hashed = None if pin is None else await asyncio.to_thread(hash_pin, pin)
+        async with self._db.sessions() as s, s.begin():
+            row = await s.scalar(select(CustomerRow).where(CustomerRow.account == account.strip()))
+            if row is None:
+                return False
+            row.pin_hash = hashed
+            return True
+
     async def pay_balance(self, customer_id: int, amount_cents: int) -> Customer:
         """Book a payment against the balance (the demo's payment back end)."""
         async with self._db.sessions() as s, s.begin():
@@ -197,6 +301,15 @@ class CustomerDirectory:
         The whole file is validated first, so a bad row changes nothing.
         """
         rows = _read_csv(path)
+        # PINs are hashed off the event loop, all before the transaction.
+        pins = [values.pop("pin", None) for values in rows]
+        hashes = await asyncio.gather(
+            *(asyncio.to_thread(hash_pin, pin) for pin in pins if pin is not None)
+        )
+        it = iter(hashes)
+        for values, pin in zip(rows, pins, strict=True):
+            if pin is not None:
+                values["pin_hash"] = next(it)
         added = updated = 0
         async with self._db.sessions() as s, s.begin():
             for values in rows:
@@ -238,17 +351,24 @@ def _read_csv(path: Path) -> list[dict[str, Any]]:
             account = (rec.get("account") or "").strip()
             if not account:
                 raise CustomerImportError(f"{where}: account: empty")
-            out.append(
-                {
-                    "name": (rec.get("name") or "").strip(),
-                    "phone": phone,
-                    "account": account,
-                    "language": (rec.get("language") or "en").strip() or "en",
-                    "balance_cents": _cents(rec.get("balance") or "", f"{where}: balance") or 0,
-                    "last_bill_date": _date(rec.get("last_bill_date") or "", f"{where}"),
-                    "last_bill_cents": _cents(rec.get("last_bill_amount") or "", where),
-                    "bill_due_date": _date(rec.get("bill_due_date") or "", where),
-                    "open_ticket": (rec.get("open_ticket") or "").strip() or None,
-                }
-            )
+            pin = (rec.get("pin") or "").strip()
+            if pin and not PIN_PATTERN.fullmatch(pin):
+                # The value itself stays out of the message: it is a secret.
+                raise CustomerImportError(f"{where}: pin: expected 4 to 8 digits")
+            values: dict[str, Any] = {
+                "name": (rec.get("name") or "").strip(),
+                "phone": phone,
+                "account": account,
+                "language": (rec.get("language") or "en").strip() or "en",
+                "balance_cents": _cents(rec.get("balance") or "", f"{where}: balance") or 0,
+                "last_bill_date": _date(rec.get("last_bill_date") or "", f"{where}"),
+                "last_bill_cents": _cents(rec.get("last_bill_amount") or "", where),
+                "bill_due_date": _date(rec.get("bill_due_date") or "", where),
+                "open_ticket": (rec.get("open_ticket") or "").strip() or None,
+            }
+            if "birth_date" in header:
+                values["birth_date"] = _date(rec.get("birth_date") or "", f"{where}: birth_date")
+            if pin:
+                values["pin"] = pin
+            out.append(values)
         return out

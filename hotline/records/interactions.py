@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, NotRequired, TypedDict, cast
 
-from sqlalchemy import select
+from sqlalchemy import and_, func, or_, select
 
 from hotline.storage.db import Database
 from hotline.storage.tables import InteractionRow
@@ -66,13 +66,17 @@ class Transcript(TypedDict):
 
 
 class SelfService(TypedDict):
-    """A self-service task or deflection outcome in the IVR."""
+    """A self-service task, deflection outcome or identity check in the IVR."""
 
-    task: str  # balance, pay_bill, deflection
-    outcome: str  # done, declined, paid; deflection: offered, declined, link_sent, ...
+    task: str  # balance, pay_bill, deflection, verify
+    # done, declined, paid; deflection: offered, declined, link_sent, ...;
+    # verify: verified, failed, locked (no tries left this call), no_customer
+    outcome: str
     amount: NotRequired[float]  # pay_bill paid: in currency units
     card: NotRequired[str]  # pay_bill paid: the card number, masked
     queue: NotRequired[str]  # deflection: the queue the offer was for
+    method: NotRequired[str]  # verify: pin, birth_date or account
+    attempts: NotRequired[int]  # verify: entries the caller made at this step
 
 
 @dataclass(slots=True)
@@ -96,6 +100,11 @@ class Interaction:
     transcripts: list[Transcript] = field(default_factory=list)
     self_service: list[SelfService] = field(default_factory=list)
     error: str | None = None
+    # The link sent by text message, if any: its unguessable token (what a web
+    # page resolves; never logged), the digits it went to and when it was sent.
+    link_token: str | None = None
+    link_to: str | None = None
+    link_sent_at: datetime | None = None
 
     @property
     def path(self) -> list[str]:
@@ -122,6 +131,7 @@ class Interaction:
             "transcripts": self.transcripts,
             "self_service": self.self_service,
             "error": self.error,
+            "link_sent_at": self.link_sent_at.isoformat() if self.link_sent_at else None,
         }
 
 
@@ -143,6 +153,9 @@ _FIELDS = (
     "transcripts",
     "self_service",
     "error",
+    "link_token",
+    "link_to",
+    "link_sent_at",
 )
 
 
@@ -216,6 +229,9 @@ def _from_row(row: InteractionRow) -> Interaction:
         transcripts=cast(list[Transcript], list(row.transcripts or [])),
         self_service=cast(list[SelfService], list(row.self_service or [])),
         error=row.error,
+        link_token=row.link_token,
+        link_to=row.link_to,
+        link_sent_at=row.link_sent_at,
     )
 
 
@@ -373,6 +389,34 @@ class InteractionStore:
                     .limit(1)
                 )
             return _from_row(row) if row else None
+
+    async def by_link_token(self, token: str) -> Interaction | None:
+        """The call that sent the link with this token (what a link's web page resolves)."""
+        if not token:
+            return None
+        await self.flush()
+        async with self._db.sessions() as s:
+            row = await s.scalar(select(InteractionRow).where(InteractionRow.link_token == token))
+            return _from_row(row) if row else None
+
+    async def links_sent_to(
+        self, to: str, since: datetime, *, up_to: Interaction | None = None
+    ) -> int:
+        """How many links went to the number ``to`` (digits) since ``since``, by every
+        process that shares the database (what this one saved is written first).
+
+        ``up_to``: only those sent before that call's link (by time, then id) and
+        its own: the call's place among the number's links, so that of calls
+        counting at the same moment the earliest get through.
+        """
+        await self.flush()
+        t = InteractionRow
+        q = select(func.count()).select_from(t).where(t.link_to == to, t.link_sent_at >= since)
+        if up_to is not None and up_to.link_sent_at is not None:
+            at = up_to.link_sent_at
+            q = q.where(or_(t.link_sent_at < at, and_(t.link_sent_at == at, t.id <= up_to.id)))
+        async with self._db.sessions() as s:
+            return int(await s.scalar(q) or 0)
 
     async def recent(self, limit: int = 20, caller: str | None = None) -> list[Interaction]:
         await self.flush()

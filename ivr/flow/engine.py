@@ -62,6 +62,20 @@ BUILTIN = {
         "ko": "잠시만 기다려 주십시오. 상담원을 연결해 드리겠습니다.",
     },
     "bad_digits": {"en": "Sorry, that number is not valid.", "ko": "번호가 올바르지 않습니다."},
+    "not_verified": {
+        "en": "Sorry, that does not match our records.",
+        "ko": "입력하신 정보가 고객 정보와 일치하지 않습니다.",
+    },
+    "link_limit": {
+        "en": "Sorry, we cannot send more links to this number for now. Please hold for an agent.",
+        "ko": "죄송합니다. 지금은 이 번호로 링크를 더 보내 드릴 수 없습니다. "
+        "상담원을 기다려 주세요.",
+    },
+    "callback_limit": {
+        "en": "Sorry, we cannot book more callbacks for this number for now. "
+        "Please hold for an agent.",
+        "ko": "죄송합니다. 지금은 이 번호로 콜백을 더 예약할 수 없습니다. 상담원을 기다려 주세요.",
+    },
 }
 
 # Earlier names, for code written against them.
@@ -89,6 +103,9 @@ class CallSession:
         self.vars: dict[str, str] = {}
         self.secrets: dict[str, str] = {}  # sensitive inputs: memory only, never stored
         self.pending_digit: str | None = None
+        # Who the caller proved to be (verify steps), and their wrong tries by method.
+        self.verified_as: int | None = None
+        self.verify_tries: dict[str, int] = {}
         self._stack: list[tuple[Flow, str]] = []
         self._t0 = time.monotonic()
         self.interaction = Interaction(
@@ -185,6 +202,10 @@ class CallSession:
             "call": {"language": self.language, "id": self.interaction.call_id},
             "open": self.open_now(),
             "queue": self.queue_info,
+            # The caller proved to be the customer the flow is talking about.
+            "verified": self.customer is not None and self.verified_as == self.customer.id,
+            # The link being sent by text message (a deflect step): its token.
+            "link": {"token": self.interaction.link_token or ""},
         }
 
     def open_now(self) -> bool:

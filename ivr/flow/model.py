@@ -26,6 +26,7 @@ from ivr.flow.nodes.say import Say
 from ivr.flow.nodes.set_vars import SetVars
 from ivr.flow.nodes.subflow import SubFlow
 from ivr.flow.nodes.transfer import Transfer
+from ivr.flow.nodes.verify import Verify
 from ivr.flow.prompt import Prompt, PromptPart
 
 __all__ = [
@@ -57,6 +58,7 @@ __all__ = [
     "SubFlow",
     "Transfer",
     "Validation",
+    "Verify",
     "targets",
 ]
 

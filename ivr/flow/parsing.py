@@ -19,7 +19,7 @@ from ivr.flow.prompt import Prompt, PromptPart
 
 # A value read from YAML: whatever the file holds, checked before it is used.
 Raw = object
-TEMPLATE_ROOTS = {"customer", "caller", "vars", "call", "queue"}
+TEMPLATE_ROOTS = {"customer", "caller", "vars", "call", "queue", "link"}
 # Every node may carry these besides its own fields.
 COMMON_FIELDS = frozenset({"type", "description"})
 QUEUE_NAME = re.compile(r"[a-z][a-z0-9_-]*")

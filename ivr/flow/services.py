@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from hotline.config import SpeechMode
 from hotline.deflection.callbacks import DEFAULT_NUMBER_PATTERN, CallbackStore
+from hotline.deflection.limits import DeflectionLimits
 from hotline.deflection.notify import Notifier
 from hotline.erlang_c import WaitEstimate
 from hotline.records.customers import CustomerDirectory
@@ -45,6 +46,8 @@ class Services:
     # Numbers a link may be sent to ([deflection] number_pattern; bookings are
     # checked by the callback store against the same pattern).
     number_pattern: str = DEFAULT_NUMBER_PATTERN
+    # Links and callbacks per number and window ([deflection] max_*_per_number, window_s).
+    limits: DeflectionLimits = field(default_factory=DeflectionLimits)
     # (queue, what): "offered", "declined", "link_sent", "link_failed", "callback_booked".
     on_deflection: Callable[[str, str], None] | None = None
     on_callback_booked: Callable[[], None] | None = None

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from hotline.config import SpeechMode
     from hotline.deflection.callbacks import CallbackStore
+    from hotline.deflection.limits import DeflectionLimits
     from hotline.deflection.notify import Notifier
     from hotline.erlang_c import WaitEstimate
     from hotline.records.customers import Customer, CustomerDirectory
@@ -97,6 +98,9 @@ class SessionServices(Protocol):
     def number_pattern(self) -> str: ...
 
     @property
+    def limits(self) -> DeflectionLimits: ...
+
+    @property
     def on_deflection(self) -> Callable[[str, str], None] | None: ...
 
     @property
@@ -110,6 +114,9 @@ class Session(Protocol):
     customer: Customer | None  # who is calling, once a lookup found them
     pending_digit: str | None  # a key pressed during a greeting, for the next menu
     queue_info: dict[str, int]  # {queue.wait_minutes} for prompts
+    # The customer id the caller proved to be (a ``verify`` step); ``verified``
+    # in conditions holds only while ``customer`` is that customer.
+    verified_as: int | None
 
     # What nodes read (and may change inside, never replace).
     @property
@@ -134,6 +141,10 @@ class Session(Protocol):
     @property
     def secrets(self) -> dict[str, str]:
         """Sensitive inputs: memory only, never stored."""
+
+    @property
+    def verify_tries(self) -> dict[str, int]:
+        """Wrong or empty entries so far this call, per verification method."""
 
     # Placeholders and conditions.
     def scope(self) -> Scope: ...

@@ -89,8 +89,10 @@ async def test_no_agent_then_link_by_text_message(deflecting: Deflecting, counte
     sent = [json.loads(line) for line in outbox.read_text().splitlines()]
     assert len(sent) == 1
     assert sent[0]["to"] == "5559999" and sent[0]["kind"] == "pay_bill"
-    assert "https://pay.hotline.example/b/1700000100.1" in sent[0]["text"]
     it = await record(services, call)
+    # The link carries the call's unguessable token (stored with it), not the call id.
+    assert it.link_token is not None and it.link_token != call.linkedid
+    assert sent[0]["text"].endswith(f"https://pay.hotline.example/b/{it.link_token}")
     assert it.outcome == "deflected"
     assert counted == [("billing", "offered"), ("billing", "link_sent")]
 
@@ -172,7 +174,7 @@ async def test_a_link_that_cannot_be_sent_queues_the_caller(
 
 async def test_a_caller_without_a_usable_number_is_not_called_back(deflecting: Deflecting) -> None:
     server, services, outbox = deflecting
-    for caller in ("anonymous", "12", "5551234;x"):
+    for caller in ("anonymous", "12", "5559999;x"):
         call = await FakeCall(keys=[*TO_BILLING_AGENT, "2"], caller=caller).run(server.port)
         assert call.variables["HOTLINE_QUEUE"] == "billing", caller
     assert await callbacks(services).pending() == []

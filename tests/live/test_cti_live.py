@@ -73,9 +73,19 @@ async def test_known_caller_pop_carries_the_customer(cti_live: tuple[LiveCti, In
     agent = Agent("1001", answer_delay_ms=500)
     await agent.start()
     try:
-        # pay offer: 2 = something else; main menu (now in Korean): 0 = agent
+        # her PIN (8642#) first; pay offer: 2 = something else; main menu (now in
+        # Korean): 0 = agent
         result = await run_caller(
-            [Pause(9000), Keys("2"), Pause(1500), Keys("0"), Pause(5000)], number=caller
+            [
+                Pause(3500),
+                Keys("8642#"),
+                Pause(9000),
+                Keys("2"),
+                Pause(1500),
+                Keys("0"),
+                Pause(5000),
+            ],
+            number=caller,
         )
         assert result.ok, result.stderr
     finally:
@@ -83,7 +93,14 @@ async def test_known_caller_pop_carries_the_customer(cti_live: tuple[LiveCti, In
     pop, _ = await inbox.expect("/screenpop", caller_number=caller, timeout=20)
     assert pop["customer"]["name"] == "Kim Minji" and pop["customer"]["balance"] == 58.2
     assert pop["ivr"]["language"] == "ko"
-    assert pop["ivr"]["path"][:4] == ["identify", "greet_customer", "bill_due", "pay_offer"]
+    assert pop["ivr"]["path"][:6] == [
+        "identify",
+        "welcome_known",
+        "verify_caller",
+        "greet_customer",
+        "bill_due",
+        "pay_offer",
+    ]
 
 
 async def test_abandoned_call_shows_in_stats_and_events(
@@ -177,6 +194,7 @@ async def test_answered_call_is_recorded_and_stored_within_10s(
     import subprocess as sp
     import time
 
+    from hotline.recordings.crypt import is_encrypted
     from hotline.records.users import Actor
 
     cti, inbox, _prefix = cti_live
@@ -225,7 +243,14 @@ async def test_answered_call_is_recorded_and_stored_within_10s(
     assert abs(rec.duration_s - talk_s) < 1.0, (rec.duration_s, talk_s)
     _, path = await store.open(officer, rec.id)
     assert hashlib.sha256(path.read_bytes()).hexdigest() == rec.sha256
-    stat = sp.run(["sox", str(path), "-n", "stat"], capture_output=True, text=True).stderr
+    # The demo site stores recordings encrypted, private to the server's user.
+    assert rec.encrypted and is_encrypted(path)
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert all(d.stat().st_mode & 0o777 == 0o700 for d in (path.parent, path.parents[1]))
+    audio = tmp_path / "exported.wav"
+    await store.export(officer, rec.id, audio)
+    assert hashlib.sha256(audio.read_bytes()).hexdigest() == rec.audio_sha256
+    stat = sp.run(["sox", str(audio), "-n", "stat"], capture_output=True, text=True).stderr
     rms = float(next(line for line in stat.splitlines() if "RMS     amplitude" in line).split()[-1])
     assert rms > 0.01, "the recording is not silent: the agent's voice is in it"
     assert not list((REPO / "recordings" / "spool").glob(f"{rec.call_id}--*.wav"))

@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -30,6 +31,8 @@ from harness.sipp import Agent, Keys, Pause, Step, run_caller
 from harness.wait import poll_until, wait_for
 from hotline.deflection.callbacks import Callback, CallbackStore
 from hotline.deflection.notify import FileNotifier
+from hotline.recordings.store import Recording
+from hotline.records.users import Actor
 from ivr.flow.engine import Services
 from tests.support.paths import REPO
 
@@ -175,6 +178,32 @@ async def test_callback_rings_the_agent_then_the_caller_with_a_pop_marked_callba
         finally:
             await agent.stop()
             await phone.stop()
+    # Every agent call is recorded, callbacks too: stored with the callback and
+    # found by the caller's number like a queue call.
+    officer = Actor("carol", frozenset({"compliance"}))
+
+    async def stored() -> list[Recording]:
+        return await cti.recordings.search(officer, caller=caller)
+
+    [rec] = await wait_for(stored, timeout=15, what="the callback's recording stored")
+    assert (rec.callback_id, rec.agent, rec.queue) == (cb.id, "1001", "billing")
+    assert rec.call_id.startswith(f"cb-{cb.id[:12]}-1-") and rec.encrypted
+    found = subprocess.run(
+        [str(REPO / ".venv/bin/hotline"), "recordings", "search", "--caller", caller, "--json"],
+        cwd=REPO,
+        env={
+            **os.environ,
+            "HOTLINE_DATABASE__URL": live_server.interactions._db.url,
+            "HOTLINE_RECORDINGS__STORE_DIR": str(cti.recordings.store_dir),
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert found.returncode == 0, found.stderr
+    [listed] = json.loads(found.stdout)
+    assert listed["id"] == rec.id and listed["callback_id"] == cb.id
+    assert not list(cti.recordings.spool_dir.glob("cb-*.wav")), "callback files left in the spool"
 
 
 def queue_caller(ami: AmiClient, number: str) -> asyncio.Task[list[AmiEvent]]:

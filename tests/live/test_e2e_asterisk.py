@@ -89,25 +89,38 @@ async def test_press_1_then_0_rings_agent_1001_in_billing(live_server: Services)
     assert it.inputs == {"main_menu": "1", "billing_menu": "0"}
 
 
-async def test_known_caller_is_greeted_by_name(live_server: Services) -> None:
-    caller = "5551234"  # Alice Martin in the demo directory
+async def test_known_caller_is_greeted_by_name_once_the_pin_matches(
+    live_server: Services,
+) -> None:
+    caller = "5551234"  # Alice Martin in the demo directory, PIN 2468
     before = await count(live_server, caller)
-    result = await run_caller([Pause(5000)], number=caller)
+    # The PIN as SIP INFO digits while the PIN prompt plays (GET DATA).
+    result = await run_caller([Pause(3500), Keys("2468#"), Pause(5000)], number=caller)
     assert result.ok, result.stderr
     it = await interaction_for(live_server, caller, before)
     assert it is not None
     alice = await live_server.directory.by_phone(caller)
     assert alice is not None and it.customer_id == alice.id
-    assert it.path[:4] == ["identify", "greet_customer", "bill_due", "pay_offer"]
-    assert it.steps[1]["ms"] >= 1000  # "Hello Alice, welcome back to Hotline." was played
+    assert it.path[:6] == [
+        "identify",
+        "welcome_known",
+        "verify_caller",
+        "greet_customer",
+        "bill_due",
+        "pay_offer",
+    ], it.steps
+    assert it.steps[2]["result"] == "verified" and it.inputs["verify_caller"] == "****"
+    assert it.steps[3]["ms"] >= 800  # "Thank you, Alice." was played
 
 
 async def test_known_caller_pays_bill_by_dtmf_then_flow_hangs_up(live_server: Services) -> None:
-    caller = "5550004"  # Dana Okafor, 120.75 due
+    caller = "5550004"  # Dana Okafor, 120.75 due, PIN 9753
     before = await count(live_server, caller)
     card = "4111111111111111"
-    # 1 = pay now (RFC 2833 in the RTP), then card and expiry as SIP INFO digits.
+    # The PIN, 1 = pay now (RFC 2833 in the RTP), then card and expiry as SIP INFO digits.
     steps: list[Step] = [
+        Pause(3500),
+        Keys("9753#"),
         Pause(2500),
         Dtmf("1"),
         Pause(1500),
@@ -124,7 +137,7 @@ async def test_known_caller_pays_bill_by_dtmf_then_flow_hangs_up(live_server: Se
     assert it.outcome == "self_served", "\n".join(map(str, it.steps))
     assert it.inputs["card"] == "************1111"
     assert card not in str(it.to_json())
-    assert it.self_service[0]["outcome"] == "paid"
+    assert [t["outcome"] for t in it.self_service] == ["verified", "paid"]
     dana = await live_server.directory.by_phone(caller)
     assert dana is not None and dana.balance_cents == 0
 

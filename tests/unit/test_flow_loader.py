@@ -50,7 +50,7 @@ def test_unknown_node_type_names_file_line_node() -> None:
     assert problems(text) == [
         "dialplans/t.yaml:12: node 'bye': unknown node type 'hangpu' (known: action, branch, "
         "collect, deflect, goto, hangup, listen, lookup, menu, queue, return, say, set, subflow, "
-        "transfer)"
+        "transfer, verify)"
     ]
 
 

@@ -25,6 +25,7 @@ from ivr.flow.nodes import (
     set_vars,
     subflow,
     transfer,
+    verify,
 )
 
 NODES: dict[str, type[Node]] = {
@@ -43,6 +44,7 @@ NODES: dict[str, type[Node]] = {
     "action": action.Action,
     "listen": listen.Listen,
     "transfer": transfer.Transfer,
+    "verify": verify.Verify,
 }
 
 # Named in the design, built by later issues; a flow using them is told so.

@@ -12,8 +12,9 @@ from ivr.flow.parsing import TEMPLATE_ROOTS, NodeSource, YamlMap
 if TYPE_CHECKING:
     from ivr.flow.session import Session
 
-# What a condition may read: the placeholder roots and the flow's business hours.
-CONDITION_ROOTS = TEMPLATE_ROOTS | {"open"}
+# What a condition may read: the placeholder roots, the flow's business hours
+# and whether the caller proved who they are (a verify step).
+CONDITION_ROOTS = TEMPLATE_ROOTS | {"open", "verified"}
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,11 @@
 """``deflect``: before queueing, when the wait is long, offer a link, a callback, or waiting.
 
+Links and callbacks go to the caller ID, which anyone can spoof: each number
+gets at most ``[deflection] max_links_per_number`` links and
+``max_callbacks_per_number`` callbacks per ``window_s``, counted in the
+database; a refused request is told why and queued.  A link carries an
+unguessable token (``{link.token}``), stored with the call's record.
+
 See docs/deflection.md.
 """
 
@@ -8,12 +14,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import secrets
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from hotline.deflection.callbacks import InvalidNumber, dialable
+from hotline.deflection.callbacks import CallbackLimitReached, InvalidNumber, dialable
 from hotline.deflection.notify import LinkMessage, NotifyError
 from hotline.erlang_c import spoken_minutes
+from hotline.records.interactions import utcnow
 from ivr.flow.node import Exit, Node, Step
 from ivr.flow.parsing import NodeSource, YamlMap
 from ivr.flow.placeholders import Resolver
@@ -23,6 +31,9 @@ if TYPE_CHECKING:
     from ivr.flow.session import Session
 
 log = logging.getLogger("hotline.ivr")
+
+# The link's token: 16 random bytes (128 bits), URL-safe, 22 characters.
+TOKEN_BYTES = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +57,10 @@ class Deflect(Node):
     callback_booked: Prompt = field(default_factory=Prompt)
     callback_exists: Prompt = field(default_factory=Prompt)
     timeout_s: float = 6.0
+    # Said when the number has had its links / callbacks for the window
+    # (default: the built-in link_limit / callback_limit messages).
+    link_limited: Prompt = field(default_factory=Prompt)
+    callback_limited: Prompt = field(default_factory=Prompt)
     retries: int = 2
 
     @classmethod
@@ -55,8 +70,8 @@ class Deflect(Node):
             {"queue", "next", "say", "say_no_agents", "callback"},
         )
         q = src.queue_name()
-        link = _section(src, "link", {"kind", "text", "sent", "failed"})
-        callback = _section(src, "callback", {"booked", "exists"})
+        link = _section(src, "link", {"kind", "text", "sent", "failed"}, frozenset({"limited"}))
+        callback = _section(src, "callback", {"booked", "exists"}, frozenset({"limited"}))
         link_text: dict[str, str] = {}
         if link is not None:
             text = link.get("text")
@@ -86,6 +101,8 @@ class Deflect(Node):
             callback.prompt("booked") if callback is not None else empty,
             callback.prompt("exists") if callback is not None else empty,
             src.number("timeout", 6, 2, 30),
+            link.prompt("limited") if link is not None else empty,
+            callback.prompt("limited") if callback is not None else empty,
         )
 
     def targets(self) -> list[Exit]:
@@ -153,14 +170,21 @@ class Deflect(Node):
         lang = session.language
         if lang not in self.link_text:
             lang = session.flow.default_language
-        text = Resolver(session.scope()).format(self.link_text.get(lang, ""))
+        it = session.interaction
         try:
             if svc.notifier is None:
                 raise RuntimeError("no notifier configured ([deflection] notifier)")
+            to = dialable(session.channel.caller_number, svc.number_pattern)
+            if not await _reserve_link(session, to):
+                step["result"] = "link_limited"
+                _count(session, self.queue, "link_limited", metric=False)
+                await self._refuse(session, self.link_limited, "link_limit")
+                return self.next  # into the queue
+            text = Resolver(session.scope()).format(self.link_text.get(lang, ""))
             msg = LinkMessage(
-                to=dialable(session.channel.caller_number, svc.number_pattern),
+                to=to,
                 text=text,
-                call_id=session.interaction.call_id,
+                call_id=it.call_id,
                 language=lang,
                 kind=self.link_kind or "link",
             )
@@ -193,11 +217,19 @@ class Deflect(Node):
                 interaction_id=it.id,
                 customer_id=session.customer.id if session.customer else None,
                 language=session.language,
+                limit=svc.limits.callbacks,
+                window_s=svc.limits.window_s,
             )
         except InvalidNumber as e:
             log.warning("callback not booked: %s", e)
             step["result"] = "callback_bad_number"
             await session.say_builtin("bad_digits")
+            return self.next
+        except CallbackLimitReached as e:
+            log.warning("callback not booked: %s", e)
+            step["result"] = "callback_limited"
+            _count(session, self.queue, "callback_limited", metric=False)
+            await self._refuse(session, self.callback_limited, "callback_limit")
             return self.next
         step["result"] = "callback_booked"
         step["callback"] = cb.id
@@ -212,9 +244,45 @@ class Deflect(Node):
         await session.channel.hangup()
         return None
 
+    async def _refuse(self, session: Session, prompt: Prompt, builtin: str) -> None:
+        """Tell the caller why the link or callback is refused (they are queued next)."""
+        if prompt:
+            await session.play(prompt, "")
+        else:
+            await session.say_builtin(builtin)
 
-def _section(src: NodeSource, key: str, fields: set[str]) -> NodeSource | None:
-    """``link:`` or ``callback:``: a mapping whose fields are all required."""
+
+async def _reserve_link(session: Session, to: str) -> bool:
+    """Give the call a link token and count it against ``to``'s links in the window.
+
+    The token, the number and the time are committed first, then the links to
+    that number up to this one are counted: of calls from one number at the
+    same moment, the earliest ``limits.links`` get through and the others see
+    them, so a burst cannot slip past the limit.  A link over the limit is
+    taken back, and False returned.
+    """
+    svc = session.services
+    it = session.interaction
+    limits = svc.limits
+    if limits.links <= 0:
+        return False
+    it.link_token = secrets.token_urlsafe(TOKEN_BYTES)
+    it.link_to = to
+    it.link_sent_at = utcnow()
+    await svc.interactions.save(it)
+    sent = await svc.interactions.links_sent_to(to, limits.since(it.link_sent_at), up_to=it)
+    if sent <= limits.links:
+        return True
+    it.link_token = it.link_to = it.link_sent_at = None
+    await svc.interactions.save(it)
+    log.warning("self-service link refused: %d links to this number in the window", sent - 1)
+    return False
+
+
+def _section(
+    src: NodeSource, key: str, fields: set[str], optional: frozenset[str] = frozenset()
+) -> NodeSource | None:
+    """``link:`` or ``callback:``: a mapping of required ``fields`` and ``optional`` ones."""
     value = src.get(key)
     if value is None:
         return None
@@ -222,12 +290,16 @@ def _section(src: NodeSource, key: str, fields: set[str]) -> NodeSource | None:
         src.err(src.at(key), f"{key}: expected a mapping")
         return None
     section = src.within(value, key)
-    section.take(fields, fields)
+    section.take(fields | optional, fields)
     return section
 
 
-def _count(session: Session, queue: str, what: str) -> None:
-    """One deflection event: in the record, and to the metrics (``on_deflection``)."""
+def _count(session: Session, queue: str, what: str, *, metric: bool = True) -> None:
+    """One deflection event: in the record, and to the metrics (``on_deflection``).
+
+    Refusals over the limits (``metric=False``) are in the record only: the
+    queue statistics' deflection kinds are a published schema (docs/mqtt.md).
+    """
     session.interaction.self_service.append({"task": "deflection", "queue": queue, "outcome": what})
-    if session.services.on_deflection is not None:
+    if metric and session.services.on_deflection is not None:
         session.services.on_deflection(queue, what)
