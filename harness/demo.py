@@ -298,7 +298,7 @@ async def callback_demo(cfg: Config) -> int:
         await db.close()
         return 1
     say(f"callback {cb.id} booked for queue {cb.queue}; the caller hung up")
-    agent = Agent("1001")
+    agent = Agent("1001", talk_wav=await agent_voice())
     phone = Agent(caller, port=5080, answer_delay_ms=1500)
     await agent.start()
     await phone.start()
@@ -321,6 +321,14 @@ async def callback_demo(cfg: Config) -> int:
     watcher.cancel()
     ami.close()
     pop = next((p for p in pops if p.get("callback") and p["caller_number"] == caller), None)
+    rec = None
+    for _ in range(60):  # every agent call is recorded, callbacks too
+        async with db.sessions() as s:
+            row = await s.scalar(select(RecordingRow).where(RecordingRow.callback_id == cb.id))
+        if row is not None:
+            rec = recording_from_row(row)
+            break
+        await asyncio.sleep(0.25)
     await db.close()
     lines = ["", "The callback, as Hotline saw it", "-------------------------------"]
     if done is None:
@@ -337,6 +345,13 @@ async def callback_demo(cfg: Config) -> int:
         lines.append(
             f"screen pop  callback: {pop['callback']}, caller {pop['caller_number']}, "
             f"IVR path {' > '.join(ivr.get('path', []))}, waited {pop['wait_seconds']} s"
+        )
+    if rec is None:
+        lines.append("recording   not stored within 15 s (see .run/hotline.log)")
+    else:
+        lines.append(
+            f"recording   {rec.id}: {rec.duration_s} s, callback {rec.callback_id[:8]}..., "
+            f"agent {rec.agent}, {'encrypted' if rec.encrypted else 'plain'} at rest"
         )
     print("\n".join(lines))
     return 0 if done is not None and done.status == "completed" else 1

@@ -140,11 +140,31 @@ async def phones_done(*phones: Agent) -> None:
 
 
 async def test_callback_rings_the_agent_then_the_caller_with_a_pop_marked_callback(
-    deflection_on: DeflectionOn, live_server: Services
+    deflection_on: DeflectionOn, live_server: Services, tmp_path: Path
 ) -> None:
     cti, inbox, store = deflection_on
     caller = "5550777"
-    agent = Agent("1001")
+    # The agent speaks (a phone sends RTP): MixMonitor records what is bridged.
+    talk = tmp_path / "agent.wav"
+    subprocess.run(
+        [
+            "sox",
+            "-n",
+            "-r",
+            "8000",
+            "-c",
+            "1",
+            "-e",
+            "mu-law",
+            str(talk),
+            "synth",
+            "3",
+            "sine",
+            "440",
+        ],
+        check=True,
+    )
+    agent = Agent("1001", talk_wav=talk)
     phone = Agent(caller, port=5080, answer_delay_ms=1000)
     async with dispatching(cti, store) as dispatcher:
         live_server.on_callback_booked = dispatcher.poke
@@ -188,6 +208,7 @@ async def test_callback_rings_the_agent_then_the_caller_with_a_pop_marked_callba
     [rec] = await wait_for(stored, timeout=15, what="the callback's recording stored")
     assert (rec.callback_id, rec.agent, rec.queue) == (cb.id, "1001", "billing")
     assert rec.call_id.startswith(f"cb-{cb.id[:12]}-1-") and rec.encrypted
+    assert rec.duration_s > 1.0, rec  # the conversation, not an empty file
     found = subprocess.run(
         [str(REPO / ".venv/bin/hotline"), "recordings", "search", "--caller", caller, "--json"],
         cwd=REPO,
