@@ -13,9 +13,11 @@ import textwrap
 from pathlib import Path
 from typing import Protocol
 
+from harness.wait import wait_for
+from hotline.records.interactions import Interaction
 from ivr.flow import model as m
 from ivr.flow.engine import CallRouter, Services
-from ivr.flow.loader import load_flows
+from ivr.flow.loader import load_flows, parse_flow
 from ivr.server import FastAgiServer
 from tests.support.fake_asterisk import FakeCall
 
@@ -60,3 +62,26 @@ async def dial(services: Services, call: FakeCall) -> FakeCall:
         return await call.run(server.port)
     finally:
         await server.stop()
+
+
+async def run_flow_text(
+    services: Services, flow_text: str, fake: FakeCall
+) -> tuple[FakeCall, Interaction]:
+    """One call of ``fake`` through the one flow in ``flow_text``; the call and its record."""
+    flow = parse_flow(flow_text, "dialplans/t.yaml")
+    services.flows = {flow.name: flow}
+    server = FastAgiServer(CallRouter(services), "127.0.0.1", 0)
+    await server.start()
+    fake.script = flow.name
+    try:
+        done = await fake.run(server.port)
+    finally:
+        await server.stop()
+
+    async def finished() -> Interaction | None:
+        it = await services.interactions.get(fake.linkedid)
+        return it if it is not None and it.ended_at is not None else None
+
+    record = await wait_for(finished, timeout=5, what=f"call {fake.linkedid}'s record")
+    assert record is not None
+    return done, record

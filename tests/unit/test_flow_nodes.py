@@ -15,13 +15,12 @@ from typing import ClassVar
 
 import pytest
 
-from harness.wait import wait_for
 from hotline.records.customers import CustomerDirectory
 from hotline.records.interactions import Interaction, InteractionStore
 from hotline.storage.db import Database
 from ivr.flow import render
 from ivr.flow.actions import ACTIONS, ActionNode, SiteAction
-from ivr.flow.engine import CallRouter, Services
+from ivr.flow.engine import Services
 from ivr.flow.loader import FlowError, parse_flow
 from ivr.flow.node import Exit, Node, Step
 from ivr.flow.nodes import NODES
@@ -30,8 +29,8 @@ from ivr.flow.parsing import NodeSource
 from ivr.flow.prompt import Prompt
 from ivr.flow.session import Session
 from ivr.prompts import PromptCache
-from ivr.server import FastAgiServer
 from tests.support.fake_asterisk import FakeCall
+from tests.support.flows import run_flow_text
 
 FLOW_CODE = Path(__file__).resolve().parents[2] / "ivr" / "flow"
 
@@ -53,24 +52,8 @@ async def services(tmp_path: Path) -> AsyncIterator[Services]:
 
 
 async def call(services: Services, flow_text: str, linkedid: str) -> tuple[FakeCall, Interaction]:
-    flow = parse_flow(flow_text, "dialplans/t.yaml")
-    services.flows = {flow.name: flow}
-    server = FastAgiServer(CallRouter(services), "127.0.0.1", 0)
-    await server.start()
-    try:
-        done = await FakeCall(script=flow.name, linkedid=linkedid, linkedid_argument=True).run(
-            server.port
-        )
-    finally:
-        await server.stop()
-
-    async def finished() -> Interaction | None:
-        it = await services.interactions.get(linkedid)
-        return it if it is not None and it.ended_at is not None else None
-
-    record = await wait_for(finished, timeout=5, what=f"call {linkedid}'s finished interaction")
-    assert record is not None
-    return done, record
+    fake = FakeCall(linkedid=linkedid, linkedid_argument=True)
+    return await run_flow_text(services, flow_text, fake)
 
 
 def problems(text: str) -> list[str]:

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from harness.wait import wait_for
 from hotline.records.customers import (
     CustomerDirectory,
     CustomerImportError,
@@ -25,13 +24,13 @@ from hotline.records.interactions import Interaction, InteractionStore
 from hotline.storage.db import Database
 from hotline.storage.tables import CustomerRow
 from ivr.flow import render
-from ivr.flow.engine import CallRouter, Services
+from ivr.flow.engine import Services
 from ivr.flow.loader import FlowError, parse_flow
 from ivr.flow.nodes.verify import Verify
 from ivr.flow.prompt import Prompt, PromptPart
 from ivr.prompts import PromptCache
-from ivr.server import FastAgiServer
 from tests.support.fake_asterisk import FakeCall
+from tests.support.flows import run_flow_text
 
 CUSTOMERS = """\
 name,phone,account,language,balance,pin,birth_date
@@ -102,23 +101,7 @@ async def services(tmp_path: Path) -> AsyncIterator[Services]:
 
 
 async def call(services: Services, flow_text: str, fake: FakeCall) -> tuple[FakeCall, Interaction]:
-    flow = parse_flow(flow_text, "dialplans/t.yaml")
-    services.flows = {flow.name: flow}
-    server = FastAgiServer(CallRouter(services), "127.0.0.1", 0)
-    await server.start()
-    fake.script = flow.name
-    try:
-        done = await fake.run(server.port)
-    finally:
-        await server.stop()
-
-    async def finished() -> Interaction | None:
-        it = await services.interactions.get(fake.linkedid)
-        return it if it is not None and it.ended_at is not None else None
-
-    record = await wait_for(finished, timeout=5, what=f"call {fake.linkedid}'s record")
-    assert record is not None
-    return done, record
+    return await run_flow_text(services, flow_text, fake)
 
 
 def problems(text: str) -> list[str]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from ivr.agi import DIGITS
 from ivr.flow.cards import expiry_ok, luhn_ok
+from ivr.flow.keys import key_entry
 from ivr.flow.node import Exit, Handoff, Node, Step
 from ivr.flow.parsing import NodeSource
 from ivr.flow.prompt import Prompt
@@ -96,22 +96,14 @@ class Collect(Node):
         paths = await session.paths(self.prompt)
         tries: list[str] = []
         step["tries"] = tries
-        channel = session.channel
         for attempt in range(self.retries):
-            prefix, session.pending_digit = session.pending_digit or "", None
-            if attempt > 0 or prefix:
-                lead, last = [], "silence/1"
-            else:
-                lead, last = paths[:-1], (paths[-1] if paths else "silence/1")
-            for p in lead:
-                d = await channel.stream_file(p, DIGITS)
-                if d:
-                    prefix, last = d, "silence/1"
-                    break
-            digits, _ = await channel.get_data(
-                last, int(self.timeout_s * 1000), self.max_digits - len(prefix)
+            value = await key_entry(
+                session,
+                paths,
+                first=attempt == 0,
+                timeout_s=self.timeout_s,
+                max_digits=self.max_digits,
             )
-            value = (prefix + digits).rstrip("#")
             if self.valid(value):
                 session.record_input(self.var, value, self.sensitive)
                 if self.sensitive:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
 from hotline.records.customers import VERIFY_METHODS, VerifyMethod
-from ivr.agi import DIGITS
+from ivr.flow.keys import key_entry
 from ivr.flow.node import Exit, Handoff, Node, Step
 from ivr.flow.parsing import NodeSource
 from ivr.flow.prompt import Prompt
@@ -111,23 +111,16 @@ class Verify(Node):
         lo, hi = self.entry_digits
         tries: list[str] = []
         step["tries"] = tries
-        channel = session.channel
         directory = session.services.directory
         for attempt in range(left):
-            prefix, session.pending_digit = session.pending_digit or "", None
-            if attempt > 0 or prefix:
-                lead, last = [], "silence/1"
-            else:
-                lead, last = paths[:-1], (paths[-1] if paths else "silence/1")
-            for p in lead:
-                d = await channel.stream_file(p, DIGITS)
-                if d:
-                    prefix, last = d, "silence/1"
-                    break
-            keyed, _ = await channel.get_data(
-                last, int(self.timeout_s * 1000), max(hi - len(prefix), 1)
+            value = await key_entry(
+                session,
+                paths,
+                first=attempt == 0,
+                timeout_s=self.timeout_s,
+                max_digits=hi,
+                min_more=1,
             )
-            value = (prefix + keyed).rstrip("#")
             ok = (
                 lo <= len(value) <= hi
                 and value.isdigit()
