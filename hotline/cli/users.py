@@ -25,6 +25,7 @@ def register(sub: Subparsers) -> None:
     s = command(users, "add", cmd_users_add, "add a user (compliance, admin or agent)")
     s.add_argument("name")
     s.add_argument("--role", required=True, choices=["compliance", "admin", "agent"])
+    s.add_argument("--agent", help="role agent: the agent's number (e.g. 1001) it works as")
     s.add_argument("--password-stdin", action="store_true")
 
     audit = group(sub, "audit", "the audit log", dest="a")
@@ -48,13 +49,18 @@ def cmd_users_add(cfg: Config, args: argparse.Namespace) -> int:
             sys.stdin.readline().strip() if args.password_stdin else secrets.token_urlsafe(12)
         )
         try:
-            await Users(db).add(args.name, args.role, password)
+            await Users(db).add(args.name, args.role, password, agent=args.agent)
         except ValueError as e:
             return fail(f"error: {e}")
         await AuditLog.from_config(db, cfg).record(
-            host_operator().label, "user_add", args.name, "ok", {"role": args.role}
+            host_operator().label,
+            "user_add",
+            args.name,
+            "ok",
+            {"role": args.role, **({"agent": args.agent} if args.agent else {})},
         )
-        print(f"user {args.name} ({args.role}) added")
+        bound = f", agent {args.agent}" if args.agent else ""
+        print(f"user {args.name} ({args.role}{bound}) added")
         if not args.password_stdin:
             print(f"password (shown once): {password}")
         return 0

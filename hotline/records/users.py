@@ -34,6 +34,8 @@ PERMISSIONS = {
     "agent": set(),
 }
 _hasher = PasswordHasher()
+# An agent's number: what the dialplan's PJSIP/agentN and the MQTT topics use.
+AGENT_NUMBER = re.compile(r"[0-9]{1,15}")
 
 
 class _Argon2Workers:
@@ -75,6 +77,8 @@ class Actor:
     roles: frozenset[str]
     # The OS user who acts as ``name`` without its password (root's ``--as``).
     via: str = ""
+    # The agent a user of role agent works as (the agent desktop's calls and state).
+    agent: str | None = None
 
     @property
     def label(self) -> str:
@@ -109,23 +113,35 @@ class Users:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def add(self, name: str, role: str, password: str) -> None:
+    async def add(self, name: str, role: str, password: str, agent: str | None = None) -> None:
         if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name):
             raise ValueError(f"not a usable user name: {name!r}")
         if role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}")
+        if agent is not None and (role != "agent" or not AGENT_NUMBER.fullmatch(agent)):
+            raise ValueError(
+                "--agent is for role agent, and is the agent's number (digits, e.g. 1001)"
+            )
         if len(password) < 10:
             raise ValueError("password must have at least 10 characters")
         hashed = str(await _argon2.run(_hasher.hash, password))
         async with self._db.sessions() as s, s.begin():
             if await s.get(UserRow, name) is not None:
                 raise ValueError(f"user {name!r} exists")
-            s.add(UserRow(name=name, role=role, password_hash=hashed, created_at=datetime.now(UTC)))
+            s.add(
+                UserRow(
+                    name=name,
+                    role=role,
+                    password_hash=hashed,
+                    created_at=datetime.now(UTC),
+                    agent=agent,
+                )
+            )
 
     async def actor(self, name: str) -> Actor | None:
         async with self._db.sessions() as s:
             row = await s.get(UserRow, name)
-            return None if row is None else Actor(name, frozenset({row.role}))
+            return None if row is None else _actor(row)
 
     async def authenticate(self, name: str, password: str) -> Actor | None:
         async with self._db.sessions() as s:
@@ -137,10 +153,14 @@ class Users:
             await _argon2.run(_hasher.verify, row.password_hash, password)
         except (VerificationError, InvalidHashError):
             return None
-        return Actor(name, frozenset({row.role}))
+        return _actor(row)
 
     async def list(self) -> list[tuple[str, str]]:
         async with self._db.sessions() as s:
             return [
                 (r.name, r.role) for r in await s.scalars(select(UserRow).order_by(UserRow.name))
             ]
+
+
+def _actor(row: UserRow) -> Actor:
+    return Actor(row.name, frozenset({row.role}), agent=row.agent)

@@ -177,6 +177,8 @@ class UserRow(Base):
     role: Mapped[str] = mapped_column(String(16))
     password_hash: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # The agent (queue member PJSIP/agentN) a user of role agent works as (migration 0010).
+    agent: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
 
 # A callback still to be completed (hotline.deflection.callbacks.OPEN), as SQL.

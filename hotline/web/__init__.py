@@ -10,6 +10,18 @@ unless configured; put TLS in front (a reverse proxy) before exposing it.
                         200 ok or degraded, 503 when a part is not connected (no session)
     POST /api/session   {"name": ..., "password": ...} -> {"token", "role", "expires_at"}
                         401 wrong; 429 + Retry-After after too many failures
+    GET  /login         the one login page for every role (fields name, password)
+    POST /login         form login: a session cookie (HttpOnly, SameSite=Strict), then
+                        303 to the role's page (agent: /agent; others: /)
+    GET  /api/me        {"name", "role", "agent", "csrf", "idle_s"} of the session
+    POST /logout        ends the session (cookie sessions send X-CSRF-Token)
+
+Two kinds of session, one store: API clients send ``Authorization: Bearer``;
+browsers carry the ``hotline_session`` cookie and must send the session's
+CSRF token (``X-CSRF-Token``, from ``/api/me``) with every change, from the
+server's own Origin.  Sessions end at their lifetime or after ``idle_s``
+without a request; features that keep something per session (the agent
+desktop's broker login) are told (:class:`SessionHooks`).
 
 What a client without a session can cost is bounded: failed logins are
 throttled per name and per address (:class:`LoginThrottle`), requests without
@@ -31,15 +43,23 @@ from collections import Counter, OrderedDict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
 
 from aiohttp import web
 
 from hotline.records.audit import AuditLog
 from hotline.records.users import Actor, Users, shutdown_password_workers
+from hotline.web.pages import home_html, login_html
 
 log = logging.getLogger("hotline.web")
 
 ACTOR_KEY = web.RequestKey("actor", Actor)
+# The browser's session cookie (HttpOnly, SameSite=Strict); API clients send
+# ``Authorization: Bearer`` instead, and need no CSRF token (nothing ambient).
+COOKIE = "hotline_session"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+STATIC = Path(__file__).with_name("static")
 
 # What each part of the server says about itself: {"connected": bool, ...}, and
 # {"degraded": true, "why": ...} when it serves but not fully.
@@ -49,16 +69,35 @@ Routes = Callable[[web.Application], None]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # Paths that answer without a session.
-PUBLIC_PATHS = frozenset({"/api/session", "/health"})
+PUBLIC_PATHS = frozenset({"/api/session", "/health", "/login"})
+PUBLIC_PREFIXES = ("/static/",)
+
+
+class SessionHooks(Protocol):
+    """What a feature keeps per browser session (the agent desktop: a broker login)."""
+
+    async def opened(self, session: Session) -> None:
+        """After login, before the browser is told it is in."""
+
+    def closed(self, session: Session) -> None:
+        """The session ended (logout, expiry, idle, cap): drop what ``opened`` made."""
 
 
 Clock = Callable[[], float]
 
 
 @dataclass
-class _Session:
+class Session:
+    """One login: who, until when, and the token every change it makes must carry."""
+
+    id: str  # the token's hash: what features key their per-session state by
     actor: Actor
     expires: float  # on the monotonic clock
+    csrf: str  # sent back in X-CSRF-Token by a page changing anything (cookie sessions)
+    last_seen: float  # for the idle timeout
+
+
+SESSION_KEY = web.RequestKey("session", Session)
 
 
 class Sessions:
@@ -79,12 +118,18 @@ class Sessions:
         max_per_user: int = 20,
         max_total: int = 10_000,
         clock: Clock = time.monotonic,
+        idle_s: float | None = None,
+        on_close: Callable[[Session], None] | None = None,
     ) -> None:
         self.ttl_s = ttl_s
+        self.idle_s = idle_s
         self.max_per_user = max_per_user
         self.max_total = max_total
         self._clock = clock
-        self._by_hash: dict[str, _Session] = {}
+        # Told of every session that ends (logout, expiry, idle, cap): features
+        # drop what they issued for it (the agent desktop's broker login).
+        self._on_close = on_close
+        self._by_hash: dict[str, Session] = {}
         self._by_user: dict[str, dict[str, None]] = {}
         self._expired: OrderedDict[str, None] = OrderedDict()
 
@@ -97,21 +142,32 @@ class Sessions:
 
     def open(self, actor: Actor) -> tuple[str, float]:
         """A new session: (token, expiry as a Unix time)."""
+        token, _ = self.open_session(actor)
+        return token, time.time() + self.ttl_s
+
+    def open_session(self, actor: Actor) -> tuple[str, Session]:
+        """A new session: its token (the only copy) and the session."""
         now = self._clock()
         self.sweep(now)
         token = secrets.token_urlsafe(32)
         h = self._key(token)
-        self._by_hash[h] = _Session(actor, now + self.ttl_s)
+        session = Session(h, actor, now + self.ttl_s, secrets.token_urlsafe(24), now)
+        self._by_hash[h] = session
         mine = self._by_user.setdefault(actor.name, {})
         mine[h] = None
         while len(mine) > self.max_per_user:
             self._drop(next(iter(mine)))
         while len(self._by_hash) > self.max_total:
             self._drop(next(iter(self._by_hash)))
-        return token, time.time() + self.ttl_s
+        return token, session
 
     def lookup(self, token: str) -> tuple[Actor | None, bool]:
         """(actor, expired)."""
+        s, expired = self.find(token)
+        return (None if s is None else s.actor), expired
+
+    def find(self, token: str) -> tuple[Session | None, bool]:
+        """(session, expired); a session found is seen now (the idle timeout restarts)."""
         h = self._key(token)
         now = self._clock()
         s = self._by_hash.get(h)
@@ -120,7 +176,31 @@ class Sessions:
         if s.expires <= now:
             self.sweep(now)
             return None, True
-        return s.actor, False
+        if self.idle_s is not None and now - s.last_seen > self.idle_s:
+            self._drop(h)
+            self._expired[h] = None
+            return None, True
+        s.last_seen = now
+        return s, False
+
+    def close(self, token: str) -> bool:
+        """End a session (logout); whether there was one."""
+        h = self._key(token)
+        if h not in self._by_hash:
+            return False
+        self._drop(h)
+        return True
+
+    def sweep_idle(self) -> int:
+        """Drop every session idle longer than ``idle_s`` (a background task calls this)."""
+        if self.idle_s is None:
+            return 0
+        cutoff = self._clock() - self.idle_s
+        idle = [h for h, s in self._by_hash.items() if s.last_seen < cutoff]
+        for h in idle:
+            self._drop(h)
+            self._expired[h] = None
+        return len(idle)
 
     def sweep(self, now: float | None = None) -> int:
         """Drop every expired session; how many went."""
@@ -143,6 +223,11 @@ class Sessions:
         del mine[h]
         if not mine:
             del self._by_user[s.actor.name]
+        if self._on_close is not None:
+            try:
+                self._on_close(s)
+            except Exception:
+                log.exception("a session-close hook failed")
 
 
 @dataclass(frozen=True)
@@ -323,37 +408,102 @@ def build_web_app(
     audit: AuditLog,
     *,
     session_ttl_s: float = 8 * 3600,
+    idle_s: float | None = 30 * 60,
     health: Callable[[], HealthReport] | None = None,
     routes: Sequence[Routes] = (),
     login_limits: LoginLimits = LoginLimits(),
     refusal_window_s: float = 60.0,
     max_sessions_per_user: int = 20,
     max_sessions: int = 10_000,
+    session_hooks: Sequence[SessionHooks] = (),
+    landings: Mapping[str, str] | None = None,
+    connect_src: Sequence[str] = (),
 ) -> web.Application:
-    sessions = Sessions(session_ttl_s, max_per_user=max_sessions_per_user, max_total=max_sessions)
+    """The web application: API sessions (bearer) and browser sessions (cookie + CSRF).
+
+    ``landings``: where each role lands after the login page (a feature's
+    page, e.g. ``{"agent": "/agent"}``); ``connect_src``: origins the pages
+    may open connections to besides their own (the broker's WebSockets), for
+    the Content-Security-Policy.
+    """
+
+    def closed(session: Session) -> None:
+        for hook in session_hooks:
+            hook.closed(session)
+
+    sessions = Sessions(
+        session_ttl_s,
+        max_per_user=max_sessions_per_user,
+        max_total=max_sessions,
+        idle_s=idle_s,
+        on_close=closed,
+    )
     throttle = LoginThrottle(login_limits)
     refusals = RefusalDigest(audit, refusal_window_s)
+    landing = {"agent": "/agent", **(landings or {})}
+    csp = "; ".join(
+        [
+            "default-src 'self'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "img-src 'self' data:",
+            "media-src 'self' data:",
+            "connect-src " + " ".join(["'self'", *connect_src]),
+            "frame-ancestors 'none'",
+            "base-uri 'none'",
+            "form-action 'self'",
+        ]
+    )
+
+    @web.middleware
+    async def headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            response = await handler(request)
+        except web.HTTPException as e:
+            response = e
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        if response.content_type == "text/html":
+            response.headers.setdefault("Content-Security-Policy", csp)
+            response.headers.setdefault("Cache-Control", "no-store")
+        if isinstance(response, web.HTTPException):
+            raise response
+        return response
 
     @web.middleware
     async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in PUBLIC_PATHS:
+        path = request.path
+        if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
             return await handler(request)
         header = request.headers.get("Authorization", "")
-        token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
-        actor, expired = sessions.lookup(token) if token else (None, False)
-        if actor is None:
+        bearer = header.startswith("Bearer ")
+        token = (
+            header.removeprefix("Bearer ").strip() if bearer else request.cookies.get(COOKIE, "")
+        )
+        session, expired = sessions.find(token) if token else (None, False)
+        if session is None:
             why = "session expired" if expired else "no valid session"
-            await refusals.note(why, request.path, request.remote or "")
+            await refusals.note(why, path, request.remote or "")
+            is_page = request.match_info.http_exception is None and not path.startswith("/api/")
+            if is_page and request.method in SAFE_METHODS:
+                raise web.HTTPSeeOther("/login")  # a page: the browser signs in first
             return error(401, why + ": POST /api/session first")
-        request[ACTOR_KEY] = actor
+        if not bearer and request.method not in SAFE_METHODS:
+            # A browser sends the cookie with any request, including one a hostile
+            # page makes it send: a change must also carry the session's token.
+            sent = request.headers.get("X-CSRF-Token", "")
+            if not secrets.compare_digest(sent, session.csrf) or not _same_origin(request):
+                await audit.record(
+                    session.actor.label, "http", path[:200], "denied", {"why": "csrf"}
+                )
+                return error(403, "missing or wrong CSRF token")
+        request[ACTOR_KEY] = session.actor
+        request[SESSION_KEY] = session
         return await handler(request)
 
-    async def login(request: web.Request) -> web.Response:
-        try:
-            body = await request.json()
-            name, password = str(body["name"]), str(body["password"])
-        except (ValueError, KeyError, TypeError):
-            return error(400, 'send JSON {"name": ..., "password": ...}')
+    async def begin(request: web.Request, name: str, password: str) -> Actor | web.Response:
+        """Throttle, then check the password: the actor, or the refusal to send."""
         key, address = name[:64], request.remote or ""
         wait, started = throttle.begin(key, address)
         if wait > 0:
@@ -367,15 +517,101 @@ def build_web_app(
             await audit.record(key, "login", "", "denied", {"address": address})
             return error(401, "wrong name or password")
         throttle.succeeded(key, address, started)
-        token, expires = sessions.open(actor)
+        return actor
+
+    async def open_session(actor: Actor) -> tuple[str, Session]:
+        token, session = sessions.open_session(actor)
+        try:
+            for hook in session_hooks:
+                await hook.opened(session)
+        except Exception:
+            sessions.close(token)
+            raise
         await audit.record(actor.name, "login", "", "ok")
+        return token, session
+
+    async def login(request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+            name, password = str(body["name"]), str(body["password"])
+        except (ValueError, KeyError, TypeError):
+            return error(400, 'send JSON {"name": ..., "password": ...}')
+        actor = await begin(request, name, password)
+        if isinstance(actor, web.Response):
+            return actor
+        token, _session = await open_session(actor)
         return web.json_response(
             {
                 "token": token,
                 "role": sorted(actor.roles)[0],
-                "expires_at": datetime.fromtimestamp(expires, UTC).isoformat(),
+                "expires_at": datetime.fromtimestamp(time.time() + sessions.ttl_s, UTC).isoformat(),
             }
         )
+
+    async def login_page(request: web.Request) -> web.StreamResponse:
+        return login_html(_language(request), request.query.get("error", ""))
+
+    async def login_form(request: web.Request) -> web.StreamResponse:
+        if not _same_origin(request):
+            return error(403, "login from another site refused")
+        form = await request.post()
+        name, password = str(form.get("name", "")), str(form.get("password", ""))
+        lang = _language(request)
+        if not name or not password:
+            return login_html(lang, "missing", status=400)
+        actor = await begin(request, name, password)
+        if isinstance(actor, web.Response):
+            kind = "throttled" if actor.status == 429 else "wrong"
+            page = login_html(lang, kind, status=actor.status)
+            if "Retry-After" in actor.headers:
+                page.headers["Retry-After"] = actor.headers["Retry-After"]
+            return page
+        token, _session = await open_session(actor)
+        role = sorted(actor.roles)[0]
+        response = web.HTTPSeeOther(landing.get(role, "/"))
+        response.set_cookie(
+            COOKIE,
+            token,
+            max_age=int(sessions.ttl_s),
+            path="/",
+            httponly=True,
+            samesite="Strict",
+            secure=request.secure,
+        )
+        return response
+
+    async def logout(request: web.Request) -> web.StreamResponse:
+        token = request.cookies.get(COOKIE, "")
+        header = request.headers.get("Authorization", "")
+        if header.startswith("Bearer "):
+            token = header.removeprefix("Bearer ").strip()
+        actor = request[ACTOR_KEY]
+        sessions.close(token)
+        await audit.record(actor.label, "logout", "", "ok")
+        response = web.HTTPSeeOther("/login")
+        response.del_cookie(COOKIE, path="/")
+        return response
+
+    async def me(request: web.Request) -> web.Response:
+        """Who the browser is logged in as, and the token its changes must carry."""
+        session = request[SESSION_KEY]
+        actor = session.actor
+        return web.json_response(
+            {
+                "name": actor.name,
+                "role": sorted(actor.roles)[0],
+                "agent": actor.agent,
+                "csrf": session.csrf,
+                "idle_s": sessions.idle_s,
+            }
+        )
+
+    async def home(request: web.Request) -> web.StreamResponse:
+        role = sorted(request[ACTOR_KEY].roles)[0]
+        target = landing.get(role)
+        if target is not None and target != "/":
+            raise web.HTTPSeeOther(target)
+        return home_html(_language(request), request[ACTOR_KEY], request[SESSION_KEY].csrf)
 
     async def health_check(request: web.Request) -> web.Response:
         """For load balancers and monitoring: ok or degraded (200), or down (503)."""
@@ -384,24 +620,53 @@ def build_web_app(
         return web.json_response({"status": status, "ok": code == 200, **report}, status=code)
 
     async def background(app: web.Application) -> AsyncIterator[None]:
-        task = asyncio.create_task(refusals.run(), name="hotline-web-refusals")
+        async def sweep_sessions() -> None:
+            while True:
+                await asyncio.sleep(15)
+                sessions.sweep()
+                sessions.sweep_idle()
+
+        tasks = [
+            asyncio.create_task(refusals.run(), name="hotline-web-refusals"),
+            asyncio.create_task(sweep_sessions(), name="hotline-web-sessions"),
+        ]
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         try:
             await refusals.flush(force=True)
         except Exception:
             log.exception("could not audit the refused requests")
         shutdown_password_workers()
 
-    app = web.Application(middlewares=[authenticate])
+    app = web.Application(middlewares=[headers, authenticate])
     app.cleanup_ctx.append(background)
     app.router.add_get("/health", health_check)
     app.router.add_post("/api/session", login)
+    app.router.add_get("/api/me", me)
+    app.router.add_get("/login", login_page)
+    app.router.add_post("/login", login_form)
+    app.router.add_post("/logout", logout)
+    app.router.add_get("/", home)
+    app.router.add_static("/static/", STATIC, append_version=False)
     for add in routes:
         add(app)
     return app
+
+
+def _same_origin(request: web.Request) -> bool:
+    """No Origin (not a browser, or a same-origin GET) or the server's own."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True
+    return origin == f"{request.scheme}://{request.host}"
+
+
+def _language(request: web.Request) -> str:
+    accept = request.headers.get("Accept-Language", "")
+    return "ko" if accept.lower().startswith("ko") else "en"
 
 
 async def start_api(app: web.Application, host: str, port: int) -> web.AppRunner:
