@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := debootstrap sip-tester espeak-ng sox libsox-fmt-all
+APT_PACKAGES := debootstrap sip-tester espeak-ng sox libsox-fmt-all chromium
 STAMP := $(VENV)/.installed
 
 .PHONY: install system-packages mosquitto postgres asterisk-up asterisk-down asterisk-cli \

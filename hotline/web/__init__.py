@@ -462,7 +462,9 @@ def build_web_app(
         except web.HTTPException as e:
             response = e
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        # same-origin, not no-referrer: with no-referrer a browser sends "Origin: null"
+        # on its own form posts, and the login form's origin check would refuse them.
+        response.headers.setdefault("Referrer-Policy", "same-origin")
         response.headers.setdefault("X-Frame-Options", "DENY")
         if response.content_type == "text/html":
             response.headers.setdefault("Content-Security-Policy", csp)
