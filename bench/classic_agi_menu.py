@@ -11,7 +11,17 @@ the same prompt files and the same database work: the caller lookup, and the
 interaction row written when the call enters and when the script ends (the
 dialplan queues the caller once the script has exited).  Hotline overlaps its
 first write with the greeting; a sequential script does it before.  It is not
-a port of the whole flow (known callers, payments, Korean switch are left out).
+a port of the whole flow (known callers and their PIN check, payments, the
+Korean switch are left out).
+
+The prompt texts below are dialplans/hotline.yaml's (``greet_caller``,
+``main_menu``, ``billing_menu``, the built-in retry and hand-off messages);
+``bench/fastagi_load.py`` checks in every run that both engines played the same
+files and stops if they did not, so a flow change that is not copied here fails
+the benchmark instead of comparing different menus.  Hotline also sends a
+``NOOP`` liveness probe before its first prompt (FastAGI only: a socket peer
+can be silent; a classic AGI process is Asterisk's own child), so it sends one
+command more per call than this script.
 """
 
 from __future__ import annotations
@@ -49,7 +59,7 @@ MAIN_MENU = [
 ]
 BILLING_MENU = [
     prompt(
-        "For your balance, press 1. To pay your bill, press 2. For a billing agent, press 0.",
+        "For your balance, press 1. To pay your bill, press 2. For a billing agent, press 3.",
         "en",
     )
 ]
@@ -134,7 +144,8 @@ def main() -> int:
         row["inputs"] = {"main_menu": "1"}
         steps.append("billing_menu")
         queue = "billing"
-        if menu(agi, BILLING_MENU, "120") == "0":
+        # keys 1 to 3 are the billing menu's options, 0 the agent (agent_queue: billing)
+        if menu(agi, BILLING_MENU, "1230") == "0":
             row["inputs"] = {"main_menu": "1", "billing_menu": "0"}
     row.update(queue=queue, outcome="queued")
     agi.set_variable("HOTLINE_QUEUE", queue)

@@ -8,42 +8,153 @@
    the moment a subscriber on the broker receives the pop (so it includes the
    customer/IVR look-ups in the database and the MQTT round trip).
 2. ``replay``: AMI event throughput.  A TCP peer replays the recorded
-   transcript (tests/data/ami/queue_calls.ami, ids rewritten per repetition) as
-   fast as the socket takes it; we count events handled by the full pipeline
-   (framing, state, screen-pop look-ups in SQLite, MQTT publishing) and check
-   none is lost.  Baselines in the same run: panoramisk 1.4's own protocol
-   (framing only) and our framing + state machine without any I/O.
+   transcript (tests/data/ami/queue_calls.ami, ids rewritten per repetition,
+   and its two callers rewritten to two of the generated customers per
+   repetition) as fast as the socket takes it, into the full pipeline
+   (framing, state, screen-pop look-ups in SQLite, MQTT publishing at QoS 1).
+   The clock stops when the last MQTT message has been acknowledged by the
+   broker (the publisher's PUBACK): events/s = events / (first byte sent ->
+   last PUBACK).  Also reported: the same to the moment every event was
+   handled and every pop built (``cti.drained()``: what earlier runs called
+   events/s), and none lost.  Baselines in the same run: panoramisk 1.4's own
+   protocol (framing only), our framing + state machine without any I/O, and
+   the MQTT publisher alone (as many messages of the same sizes, to their
+   PUBACKs): the ceiling MQTT QoS 1 puts on the pipeline.
 
-    .venv/bin/python bench/cti_bench.py [pop|replay|all]   (pop needs root: starts the sandbox)
+Both run on a populated database: the demo customers plus --customers
+(default 100,000) generated ones and --history (default 100,000) past
+interactions of theirs, so that every screen pop's look-ups (the interaction
+by id and by call id, the customer by phone, the caller's recent
+interactions) go through real indexes of real size.
+
+    .venv/bin/python bench/cti_bench.py [pop|replay|all] [--json-out FILE]
+    (pop needs root: starts the sandbox)
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
+import os
 import platform
+import random
 import re
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
+
+from sqlalchemy import insert, text
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from cti import setup as cti_feature  # noqa: E402
 from cti.ami import AmiEvent, parse_message, split_messages  # noqa: E402
+from cti.mqtt import MqttPublisher  # noqa: E402
 from cti.state import CallCenter  # noqa: E402
 from harness.mqtt import Inbox, subscribe  # noqa: E402
 from hotline.config import Config, load_config  # noqa: E402
 from hotline.records.customers import CustomerDirectory  # noqa: E402
 from hotline.records.interactions import InteractionStore  # noqa: E402
 from hotline.storage.db import Database  # noqa: E402
+from hotline.storage.tables import CustomerRow, InteractionRow  # noqa: E402
 
 TRANSCRIPT = REPO / "tests" / "data" / "ami" / "queue_calls.ami"
+TRANSCRIPT_CALLERS = (b"5550201", b"5550202")  # the recorded calls' caller IDs
+
+
+def generated_phone(i: int) -> str:
+    """The i-th generated customer's number (digits, as the directory keeps them)."""
+    return f"1555{i:07d}"
+
+
+async def populate(db: Database, customers: int, history: int, seed: int) -> dict[str, object]:
+    """The demo customers, ``customers`` generated ones and ``history`` past interactions.
+
+    Inserted in bulk (PINs are not set for the generated rows: the CTI never
+    checks one), then ``ANALYZE``, as a site's database would have.
+    """
+    t0 = time.perf_counter()
+    await CustomerDirectory(db).import_csv(REPO / "dialplans/data/customers.csv")
+    rng = random.Random(seed)
+    today = date(2026, 11, 30)
+    rows: list[dict[str, object]] = []
+    for i in range(customers):
+        due = rng.random() < 0.3
+        rows.append(
+            {
+                "name": f"Generated Customer{i}",
+                "phone": generated_phone(i),
+                "account": f"9{i:08d}",
+                "language": "ko" if rng.random() < 0.1 else "en",
+                "balance_cents": rng.randrange(0, 30000) if due else 0,
+                "last_bill_date": today - timedelta(days=rng.randrange(1, 60)),
+                "last_bill_cents": rng.randrange(1000, 30000),
+                "bill_due_date": today + timedelta(days=rng.randrange(1, 30)) if due else None,
+                "open_ticket": f"T-{rng.randrange(10000)}" if rng.random() < 0.05 else None,
+            }
+        )
+    async with db.engine.begin() as conn:
+        for start in range(0, len(rows), 10_000):
+            await conn.execute(insert(CustomerRow), rows[start : start + 10_000])
+        first_id = int(
+            (
+                await conn.execute(
+                    text("SELECT min(id) FROM customers WHERE phone = :p"),
+                    {"p": generated_phone(0)},
+                )
+            ).scalar_one()
+        )
+    t_customers = time.perf_counter() - t0
+    now = datetime(2026, 11, 30, tzinfo=UTC)
+    queues = ("billing", "support")
+    hist: list[dict[str, object]] = []
+    for _ in range(history):
+        k = rng.randrange(customers)
+        started = now - timedelta(seconds=rng.randrange(365 * 86400))
+        queue = rng.choice(queues)
+        hist.append(
+            {
+                "id": uuid.UUID(int=rng.getrandbits(128)).hex,
+                "call_id": f"{int(started.timestamp())}.{rng.randrange(100000)}",
+                "channel": "PJSIP/callers-00000001",
+                "flow": "hotline",
+                "caller_number": generated_phone(k),
+                "caller_name": "",
+                "customer_id": first_id + k,
+                "language": "en",
+                "started_at": started,
+                "ended_at": started + timedelta(seconds=rng.randrange(20, 120)),
+                "outcome": "queued",
+                "queue": queue,
+                "intent": queue,
+                "steps": [{"node": "identify"}, {"node": "main_menu"}],
+                "inputs": {"main_menu": "1" if queue == "billing" else "2"},
+                "transcripts": [],
+                "self_service": [],
+            }
+        )
+    async with db.engine.begin() as conn:
+        for start in range(0, len(hist), 10_000):
+            await conn.execute(insert(InteractionRow), hist[start : start + 10_000])
+        await conn.execute(text("ANALYZE"))
+        counts = {
+            table: int((await conn.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one())
+            for table in ("customers", "interactions")
+        }
+    return {
+        "customers_rows": counts["customers"],
+        "interactions_rows": counts["interactions"],
+        "load_s": round(time.perf_counter() - t0, 1),
+        "customers_load_s": round(t_customers, 1),
+    }
 
 
 def pct(values: list[float], p: float) -> float:
@@ -71,18 +182,25 @@ def bench_config(prefix: str, ami_port: int = 5038) -> Config:
 # -- 1. AgentCalled -> screen pop with real Asterisk -----------------------------------------
 
 
-async def bench_pop(callers: int = 50, hold_s: int = 40) -> dict[str, object]:
+async def bench_pop(
+    customers: int, history: int, callers: int = 50, hold_s: int = 40
+) -> dict[str, object]:
     from harness.sipp import Agent, Keys, Pause, run_caller
     from ivr import setup as ivr_feature
 
-    subprocess.run([str(REPO / "scripts/sandbox.sh"), "up"], check=True, capture_output=True)
+    sandbox = str(REPO / "scripts/sandbox.sh")
+    # Asterisk is stopped again at the end only if this run started it.
+    was_up = subprocess.run([sandbox, "status"], capture_output=True).returncode == 0
+    subprocess.run([sandbox, "up"], check=True, capture_output=True)
     prefix = f"bench-{uuid.uuid4().hex[:6]}"
     cfg = bench_config(prefix)
     tmp = Path(tempfile.mkdtemp(prefix="hotline-bench-"))
     db = Database(f"sqlite+aiosqlite:///{tmp / 'bench.db'}")
     await db.migrate()
+    # The callers (55510xx, 55520xx) are not customers: a known number would be
+    # asked for its PIN, and these sipp scenarios key only the menus.
+    populated = await populate(db, customers, history, seed=1)
     directory = CustomerDirectory(db)
-    await directory.import_csv(REPO / "dialplans/data/customers.csv")
     # As in `hotline serve`: IVR and CTI share one interaction store.
     interactions = InteractionStore(db)
     called: dict[tuple[str, str], list[float]] = {}
@@ -149,7 +267,10 @@ async def bench_pop(callers: int = 50, hold_s: int = 40) -> dict[str, object]:
     await stack.aclose()
     await interactions.close()
     await db.close()
+    if not was_up:
+        subprocess.run([sandbox, "down"], check=False, capture_output=True)
     return {
+        "database": populated,
         "callers": callers,
         "max_waiting_seen": waiting_max,
         "caller_runs_ok": [r.ok for r in results],
@@ -166,12 +287,18 @@ async def bench_pop(callers: int = 50, hold_s: int = 40) -> dict[str, object]:
 # -- 2. AMI event throughput --------------------------------------------------------------
 
 
-def stream(repeats: int) -> tuple[bytes, int]:
+def stream(repeats: int, customers: int, seed: int = 1) -> tuple[bytes, int]:
     data = TRANSCRIPT.read_bytes()
     parts, total = [], 0
+    # Each repetition's two callers are two generated customers, all different.
+    picks = random.Random(seed).sample(range(customers), len(TRANSCRIPT_CALLERS) * repeats)
     for r in range(repeats):
         # Distinct calls per repetition: ids 1795390746.0 -> r12.1795390746.0
-        parts.append(re.sub(rb"\b(\d{10}\.\d+)\b", b"r%d.\\1" % r, data))
+        rep = re.sub(rb"\b(\d{10}\.\d+)\b", b"r%d.\\1" % r, data)
+        for j, number in enumerate(TRANSCRIPT_CALLERS):
+            phone = generated_phone(picks[r * len(TRANSCRIPT_CALLERS) + j]).encode()
+            rep = re.sub(rb"\b" + number + rb"\b", phone, rep)
+        parts.append(rep)
     blob = b"".join(parts)
     msgs, _ = split_messages(blob)
     total = sum(1 for m in msgs if m.startswith(b"Event:") or b"\r\nEvent:" in m[:40])
@@ -245,9 +372,49 @@ class FakeAsterisk:
             await writer.drain()
 
 
-async def bench_replay(repeats: int = 200) -> dict[str, object]:
-    blob, total = stream(repeats)
-    out: dict[str, object] = {"events": total, "bytes": len(blob)}
+async def mqtt_only(prefix: str, sizes: list[int]) -> dict[str, object]:
+    """The publisher alone: ``len(sizes)`` QoS 1 messages of these payload sizes, to PUBACK.
+
+    The same MqttPublisher, broker and topic shapes as the pipeline, nothing
+    else on the event loop: the rate MQTT QoS 1 allows this publisher, one
+    message in flight at a time (it waits for each PUBACK before the next).
+    """
+    cfg = bench_config(prefix)
+    pub = MqttPublisher(
+        cfg.mqtt.host,
+        cfg.mqtt.port,
+        client_id=f"{prefix}-only",
+        prefix=prefix,
+        buffer_size=len(sizes) + 10,
+    )
+    pub.start()
+    while not pub.connected:
+        await asyncio.sleep(0.01)
+    t0 = time.monotonic()
+    for i, size in enumerate(sizes):
+        pub.publish(pub.topic("calls", f"r{i % 400}.1795390746", "events"), {"pad": "x" * size})
+    while pub.buffered:
+        await asyncio.sleep(0.001)
+    elapsed = time.monotonic() - t0
+    await pub.stop()
+    return {
+        "messages": pub.published,
+        "seconds": round(elapsed, 3),
+        "messages_per_s": round(pub.published / elapsed),
+        "ms_per_message": round(elapsed * 1000 / max(1, pub.published), 3),
+    }
+
+
+async def bench_replay(
+    customers: int, history: int, repeats: int = 200, pop_lookups: bool = True
+) -> dict[str, object]:
+    blob, total = stream(repeats, customers)
+    out: dict[str, object] = {
+        "events": total,
+        "bytes": len(blob),
+        "repeats": repeats,
+        "pop_lookups": pop_lookups,
+    }
 
     # Pure: framing + state machine, no I/O (upper bound).
     t = time.perf_counter()
@@ -285,37 +452,77 @@ async def bench_replay(repeats: int = 200) -> dict[str, object]:
     out["panoramisk_lost"] = total - seen
     mgr.close()
 
-    # Hotline: full pipeline (our framing, state, DB look-ups for pops, MQTT).
+    # Hotline: full pipeline (our framing, state, DB look-ups for pops, MQTT to PUBACK).
     tmp = Path(tempfile.mkdtemp(prefix="hotline-bench-"))
     db = Database(f"sqlite+aiosqlite:///{tmp / 'bench.db'}")
     await db.migrate()
+    out["database"] = await populate(db, customers, history, seed=1)
     prefix = f"bench-{uuid.uuid4().hex[:6]}"
     fake2 = FakeAsterisk(blob)
     await fake2.start()
+    directory = CustomerDirectory(db)
     interactions = InteractionStore(db)
     feature = cti_feature.setup(
         bench_config(prefix, ami_port=fake2.port),
-        cti_feature.CtiDeps(CustomerDirectory(db), interactions, "s"),
+        cti_feature.CtiDeps(directory, interactions, "s"),
     )
     cti_parts = await feature.__aenter__()
     cti, pub, ami = cti_parts.service, cti_parts.publisher, cti_parts.ami
+    # Every pop is delivered.  At replay speed a call's hangup comes milliseconds
+    # after its AgentCalled, before the pop's look-ups are done, so the publisher
+    # would drop every pop as stale (it did in the runs before 2026-11-30: 400 of
+    # 400) and the figure would leave out the pops' MQTT messages.
+    pub.is_live = lambda _call_id: True
+    sizes: list[int] = []
+    publish = pub.publish
+
+    def sized_publish(topic: str, payload: Any, **kw: Any) -> None:
+        sizes.append(len(json.dumps(payload, ensure_ascii=False, default=str)))
+        publish(topic, payload, **kw)
+
+    pub.publish = sized_publish  # type: ignore[method-assign]
+    found: list[bool] = []
+    screen_pop = cti.screen_pop
+
+    async def counted_pop(pop: Any, lookups: bool = True) -> Any:
+        payload = await screen_pop(pop, lookups and pop_lookups)
+        found.append(bool(payload.get("customer")))
+        return payload
+
+    cti.screen_pop = counted_pop  # type: ignore[method-assign]
     await cti_parts.connect()
     deadline = time.monotonic() + 120
     while ami.events_seen < total and time.monotonic() < deadline:
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.001)
     await cti.drained()
-    t_end = time.monotonic()
+    t_handled = time.monotonic()
     handled = ami.events_seen
-    out["hotline_events_per_s"] = round(handled / (t_end - fake2.sent_at))
+    # Delivered: every message out of the publisher's buffer, i.e. PUBACKed by the
+    # broker (the publisher takes a message off only once its publish returned).
+    while pub.buffered and time.monotonic() < deadline:
+        await asyncio.sleep(0.001)
+    t_delivered = time.monotonic()
     out["hotline_lost"] = total - handled
+    out["mqtt_undelivered"] = pub.buffered
+    out["hotline_events_per_s"] = round(handled / (t_delivered - fake2.sent_at))
+    out["hotline_events_per_s_handled"] = round(handled / (t_handled - fake2.sent_at))
+    out["handled_s"] = round(t_handled - fake2.sent_at, 2)
+    out["mqtt_all_delivered_s"] = round(t_delivered - fake2.sent_at, 2)
     out["pops_published"] = cti.pops_sent
-    while pub._buffer:
-        await asyncio.sleep(0.05)
+    out["pops_with_customer"] = sum(found)
     out["mqtt_messages"] = pub.published
-    out["mqtt_all_delivered_s"] = round(time.monotonic() - fake2.sent_at, 2)
+    out["mqtt_dropped_stale"] = pub.dropped_stale
+    out["mqtt_payload_bytes_mean"] = round(sum(sizes) / max(1, len(sizes)))
     await feature.__aexit__(None, None, None)
+    await directory.close()
     await interactions.close()
     await db.close()
+    # The MQTT ceiling in the same run: as many messages, the same sizes, nothing else.
+    only = await mqtt_only(f"{prefix}-only", sizes)
+    out["mqtt_only"] = only
+    per_event = len(sizes) / max(1, total)
+    out["mqtt_messages_per_event"] = round(per_event, 3)
+    out["mqtt_ceiling_events_per_s"] = round(float(str(only["messages_per_s"])) / per_event)
     return out
 
 
@@ -329,14 +536,54 @@ def machine() -> str:
     )
 
 
+def git_state() -> dict[str, object]:
+    """The commit measured, and any uncommitted change in the server's code."""
+
+    def git(*argv: str) -> str:
+        return subprocess.run(
+            ["git", *argv], cwd=REPO, capture_output=True, text=True, timeout=10
+        ).stdout.rstrip("\n")
+
+    changed = git("status", "--porcelain", "--", "cti", "hotline", "ivr")
+    return {
+        "commit": git("log", "-1", "--format=%h"),
+        "modified_server_files": changed.split("\n") if changed else [],
+    }
+
+
 async def main() -> None:
-    what = sys.argv[1] if len(sys.argv) > 1 else "all"
-    results: dict[str, object] = {"machine": machine()}
-    if what in ("replay", "all"):
-        results["replay"] = await bench_replay()
-    if what in ("pop", "all"):
-        results["pop"] = await bench_pop()
-    print(json.dumps(results, indent=2))
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("what", nargs="?", choices=["pop", "replay", "all"], default="all")
+    p.add_argument("--customers", type=int, default=100_000, help="generated customers")
+    p.add_argument("--history", type=int, default=100_000, help="generated past interactions")
+    p.add_argument("--repeats", type=int, default=200, help="replay: transcript repetitions")
+    p.add_argument(
+        "--no-pop-lookups",
+        action="store_true",
+        help="experiment (replay): build the pops without their database look-ups",
+    )
+    p.add_argument("--json-out", type=Path, help="also write the results to this file")
+    args = p.parse_args()
+    results: dict[str, object] = {
+        "machine": machine(),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": "bench/cti_bench.py " + " ".join(sys.argv[1:]),
+        "git": git_state(),
+        "loadavg_at_start": os.getloadavg(),
+    }
+    t0 = time.monotonic()
+    if args.what in ("replay", "all"):
+        results["replay"] = await bench_replay(
+            args.customers, args.history, args.repeats, not args.no_pop_lookups
+        )
+    if args.what in ("pop", "all"):
+        results["pop"] = await bench_pop(args.customers, args.history)
+    results["loadavg_at_end"] = os.getloadavg()
+    results["wall_s"] = round(time.monotonic() - t0, 1)
+    report = json.dumps(results, indent=2)
+    if args.json_out:
+        args.json_out.write_text(report + "\n")
+    print(report)
 
 
 if __name__ == "__main__":

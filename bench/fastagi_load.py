@@ -7,6 +7,10 @@ per line, and the kernel's receive timestamp of it)
 and walks every call through the demo hotline's menu the way the engine tests
 do: unknown caller 5559999 -> greeting -> main menu, press 1 -> billing menu,
 press 0 -> queued (six SET VARIABLEs) -> the server closes the connection.
+An unknown number is never asked for a PIN (dialplans/hotline.yaml: only a
+known caller goes through ``verify_caller``), so this path has no PIN step.
+Hotline sends a ``NOOP`` liveness probe before its first prompt (ivr/agi.py);
+the client answers it like any other command: 13 commands per call.
 
 Three engines, each driven the same way:
 
@@ -14,12 +18,15 @@ Three engines, each driven the same way:
   on a temporary SQLite database and a temporary prompts directory, one TCP
   connection per call.  The AGI environment carries ``linkedid=...`` as
   argument 1, as the demo dialplan sends it.
-* ``floor``: an asyncio server that sends the same commands and does nothing
+* ``floor``: an asyncio server that sends the same 13 commands and does nothing
   else (``--serve-floor``): what any asyncio FastAGI server pays per command
-  on this machine.
+  on this machine.  This is the fair comparison for the per-command overhead.
 * ``pyst2``: bench/classic_agi_menu.py, the same menu as a classic AGI script,
   one process per call with the AGI environment on stdin and commands on
-  stdout, as Asterisk runs AGI().
+  stdout, as Asterisk runs AGI().  A different architecture (a process per
+  call): the comparison for calls/s, memory and call setup, not for the
+  per-command overhead.  Every run checks that it plays the same prompt files
+  as Hotline and stops if not (``same_prompts_played``).
 
 Three phases per engine and N:
 
@@ -51,8 +58,9 @@ step, any time the reply waited behind other calls, and two loopback hops), and
 when the client's event loop has it (the same plus the client's own lag).
 The first command (from the start of the call: connect, or fork+exec) is
 reported as call setup, the close after the last reply as teardown; neither is
-in the per-command figures.  The client's own event-loop lag is recorded per
-phase (JSON: client_loop_lag).
+in the per-command figures, which are over the command/reply gaps: 12 per call
+for Hotline and the floor (13 commands), 11 for pyst2 (12 commands).  The
+client's own event-loop lag is recorded per phase (JSON: client_loop_lag).
 "Inside the server" is the Hotline server's own share, from having a reply
 parsed to sending the next command: the --serve process wraps
 AgiChannel.command to time it (bench code only; the server is not changed).
@@ -260,7 +268,7 @@ def serve(
 
 
 def serve_floor(event_loop: str) -> None:
-    """The floor: a FastAGI server that sends this path's 12 commands and does nothing else.
+    """The floor: a FastAGI server that sends this path's 13 commands and does nothing else.
 
     Plain asyncio streams, no flow, no database, no logging: what any asyncio
     FastAGI server pays per command on this machine (wake-ups, two loopback hops,
@@ -268,6 +276,7 @@ def serve_floor(event_loop: str) -> None:
     """
     raise_fd_limit()
     commands = [
+        "NOOP",  # Hotline's liveness probe before the first prompt (ivr/agi.py)
         'STREAM FILE "hotline/greeting" "0123456789*#"',
         'STREAM FILE "hotline/main-en" "01239"',
         'STREAM FILE "hotline/main-ko" "01239"',
@@ -900,7 +909,36 @@ def summary_ms(values: list[float]) -> dict[str, float]:
     }
 
 
-async def run_engine(engine: Engine, n: int, args: argparse.Namespace) -> dict[str, Any]:
+class PromptMismatch(RuntimeError):
+    """Hotline and the pyst2 baseline played different prompt files: not the same menu."""
+
+
+# The engines whose prompts must be the same files (the floor plays placeholders).
+SAME_PROMPTS = ("hotline", "pyst2")
+
+
+def check_same_prompts(played: dict[str, list[str]]) -> bool | None:
+    """True when Hotline and pyst2 played the same files; None if only one ran.
+
+    Raises :class:`PromptMismatch` otherwise: a baseline that plays another
+    menu (a flow changed, the baseline was not) is no baseline.
+    """
+    compared = {e: played[e] for e in SAME_PROMPTS if e in played}
+    if len(compared) < 2:
+        return None
+    if compared["hotline"] != compared["pyst2"]:
+        raise PromptMismatch(
+            "the pyst2 baseline did not play the prompts Hotline played: "
+            f"hotline {compared['hotline']}, pyst2 {compared['pyst2']} "
+            "(bench/classic_agi_menu.py must say dialplans/hotline.yaml's texts)"
+        )
+    return True
+
+
+async def run_engine(
+    engine: Engine, n: int, args: argparse.Namespace, played: dict[str, list[str]]
+) -> dict[str, Any]:
+    """Warm-up, then the phases; ``played``: each engine's prompt files, checked here."""
     out: dict[str, Any] = {"engine": engine.name, "n": n}
     # warm-up: renders the prompts on the first run, fills caches, then idles
     warm = Phase("warmup", 1)
@@ -914,6 +952,11 @@ async def run_engine(engine: Engine, n: int, args: argparse.Namespace) -> dict[s
     out["played"] = [
         unquote(c.split(" ")[2]) for c in warm.first_commands if c.startswith("STREAM FILE")
     ]
+    out["variables_set"] = [
+        unquote(c.split(" ")[2]) for c in warm.first_commands if c.startswith("SET VARIABLE")
+    ]
+    played.setdefault(engine.name, out["played"])
+    check_same_prompts(played)  # before the phases: a mismatch costs seconds, not minutes
     if isinstance(engine, HotlineEngine):
         await asyncio.sleep(0.5)
         engine.idle_rss_kb = proc_status_kb(engine.pid, "VmRSS")
@@ -1013,13 +1056,23 @@ def markdown(results: list[dict[str, Any]]) -> str:
     def trio(d: dict[str, Any], keys: tuple[str, ...] = ("p50_ms", "p99_ms")) -> str:
         return " / ".join(fmt_ms(d, k) for k in keys) if d.get("count") else "–"
 
+    def gap_count(p: dict[str, Any]) -> str:
+        """How many gaps the percentiles are over: every call's, setup not included."""
+        gaps = int(p.get("command_gap", {}).get("count", 0))
+        calls = int(p.get("setup", {}).get("count", 0))
+        if not gaps:
+            return "–"
+        per_call = f" ({calls} x {gaps // calls})" if calls and gaps % calls == 0 else ""
+        return f"{gaps:,}{per_call}"
+
     rows = [
         "| Engine | N | calls/s (saturated) | server CPU ms/call | paced: max calls in flight "
+        "| paced: command/reply gaps timed (calls x gaps per call) "
         "| paced: cmd overhead p50 / p99 / max, ms | paced: the same to the kernel's receive "
         "stamp (no client lag) p50 / p99 / max, ms | paced: of which inside the server, "
         "p50 / p99, ms | paced: call setup p50 / p99, ms | paced: teardown p50 / p99, ms "
         "| saturated: cmd overhead p50 / p99, ms | memory per call | failed calls |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         sat, paced, hold = ph(r, "saturate"), ph(r, "paced"), ph(r, "hold")
@@ -1043,6 +1096,7 @@ def markdown(results: list[dict[str, Any]]) -> str:
             f"{sat['calls_per_s']:.0f}" if sat else "–",
             f"{sat['cpu_ms_per_call']:.1f}" if sat else "–",
             str(paced["max_in_flight"]) if paced else "–",
+            gap_count(paced),
             trio(paced.get("command_gap", {}), ("p50_ms", "p99_ms", "max_ms")),
             trio(paced.get("wire_gap", {}), ("p50_ms", "p99_ms", "max_ms")),
             trio(paced.get("server_internal", {})),
@@ -1166,6 +1220,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     started = machine()
     started["git"] = git_state()
     results: list[dict[str, Any]] = []
+    played: dict[str, list[str]] = {}
     server_args = ["--log-level", args.log_level]
     server_args += ["--server-loop", args.server_loop]
     if args.postgresql:
@@ -1209,17 +1264,18 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 else:
                     engine = ClassicEngine(run_dir, template, bool(pin))
                 try:
-                    res = await run_engine(engine, n, args)
+                    res = await run_engine(engine, n, args, played)
                 finally:
                     if isinstance(engine, HotlineEngine):
                         extra = engine.close()
                 if isinstance(engine, HotlineEngine):
                     res["server"] = extra
                 results.append(res)
-    played = {r["engine"]: r["played"] for r in results}
-    same = len({json.dumps(p) for p in played.values()}) <= 1
-    if not same:
-        log(f"WARNING: the engines played different prompts: {played}")
+    same = check_same_prompts(played)
+    log(
+        "same prompts played by hotline and pyst2: "
+        + ("yes" if same else "not compared (only one of them ran)")
+    )
     return {
         "machine": started,
         "loadavg_at_end": os.getloadavg(),
@@ -1229,6 +1285,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             for k, v in vars(args).items()
             if k not in ("serve", "prepare_db", "db", "prompts")
         },
+        # hotline vs pyst2 (the floor plays placeholders); None: not both ran
         "same_prompts_played": same,
         "results": results,
     }
@@ -1352,15 +1409,19 @@ def main() -> int:
         return 0
     raise_fd_limit()
     random.seed(args.seed)
-    if args.client_loop == "uvloop":
-        # The load client plays Asterisk (C): its own event-loop lag is part of every
-        # client-side figure, and asyncio's pure-Python loop with 1000 connections on
-        # one core lags ~2 ms p99.  The Hotline server stays on asyncio's loop.
-        import uvloop
+    try:
+        if args.client_loop == "uvloop":
+            # The load client plays Asterisk (C): its own event-loop lag is part of every
+            # client-side figure, and asyncio's pure-Python loop with 1000 connections on
+            # one core lags ~2 ms p99.  The Hotline server stays on asyncio's loop.
+            import uvloop
 
-        report = uvloop.run(bench(args))
-    else:
-        report = asyncio.run(bench(args))
+            report = uvloop.run(bench(args))
+        else:
+            report = asyncio.run(bench(args))
+    except PromptMismatch as e:
+        log(f"ERROR: {e}")
+        return 2
     report["client_loop"] = args.client_loop
     report["table"] = markdown(report["results"])
     if args.json_out:

@@ -1,4 +1,14 @@
-"""Queue wait estimates: Erlang C (M/M/N) and a few honest fallbacks.
+"""Queue wait estimates (callers ahead × AHT / agents) and the Erlang C formulas.
+
+The wait a new caller is told (:func:`estimate_wait`) is a position estimate:
+``(position − free + 1) · AHT / N``, the callers ahead of them (less the free
+agents, plus themselves) times the average handle time over the staffed
+agents.  It is *not* computed with Erlang C and does not use the arrival
+rate; Erlang C (:func:`erlang_c`) gives only the probability of waiting,
+which the estimate's ``detail`` reports beside it, and :func:`average_speed_of_answer`
+and :func:`service_level`, which no estimate uses.  The method name
+``"erlang_c"`` (an MQTT contract value, ``est_wait_method``) means "position ×
+AHT / N, with the arrival rate known", not that the figure is Erlang C's.
 
 Used for the queue statistics (``est_wait_s``) and by the IVR "deflect" step,
 which offers an SMS link or a callback when the wait is long.  Pure functions
@@ -35,8 +45,10 @@ The rules, first match wins:
 2. ``agents_available > position``: ``0`` s, an agent is free for this caller;
    method ``"erlang_c"`` if the AHT is known, else ``"position"``.
 3. AHT known (the caller passes ``None`` unless it comes from at least
-   ``min_samples`` completed calls) and arrival rate known: method
-   ``"erlang_c"``, ``(position − free + 1) · AHT / N``.  With all ``N`` agents busy,
+   ``min_samples`` completed calls) and arrival rate known:
+   ``(position − free + 1) · AHT / N`` (the position estimate; the method is
+   labelled ``"erlang_c"`` only because the arrival rate, hence the load and
+   ``C(N, A)`` in the detail, is known).  With all ``N`` agents busy,
    completions occur at rate ``N/AHT`` (exponential handle times are
    memoryless); the ``free`` agents take the first callers ahead at once and
    the caller is answered at the ``(position − free + 1)``-th completion, so
@@ -191,7 +203,9 @@ def estimate_wait(
 ) -> WaitEstimate:
     """Expected wait for a caller joining behind ``position`` waiting callers.
 
-    See the module docstring for the rules and their assumptions.
+    ``(position − free + 1) · AHT / N`` whenever an AHT is known, whatever the
+    method label; Erlang C only enters the ``detail`` (P(wait)).  See the
+    module docstring for the rules and their assumptions.
     ``aht_s`` must be ``None`` unless it was measured over at least
     ``min_samples`` completed calls (:meth:`QueueHistory.aht_s` does that).
     """
