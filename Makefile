@@ -7,7 +7,8 @@ APT_PACKAGES := debootstrap sip-tester espeak-ng sox libsox-fmt-all chromium
 STAMP := $(VENV)/.installed
 
 .PHONY: install system-packages mosquitto postgres asterisk-up asterisk-down asterisk-cli \
-        prompts demo demo-stop test lint typecheck unit integration live bench clean
+        broker-up broker-down prompts demo demo-stop test lint typecheck unit integration live \
+        bench clean
 
 install: system-packages mosquitto $(STAMP)
 
@@ -49,16 +50,27 @@ asterisk-down:
 asterisk-cli:
 	scripts/sandbox.sh cli
 
+# The project's own Mosquitto 2.1 (docs/mqtt.md): 127.0.0.1:1884 (TCP) and 127.0.0.1:9001
+# (WebSockets), logins and ACLs, in the sandbox root (installed there the first time).
+broker-up: install
+	scripts/broker.sh up
+
+broker-down:
+	scripts/broker.sh down
+
 prompts: install
 	$(BIN)/hotline prompts build
 
+# The demo starts the project broker itself (scripts/broker.sh up) and, if it cannot,
+# says why and goes on with [mqtt] (the machine's broker on 1883, no logins).
 demo: install asterisk-up
 	$(BIN)/python -m harness.demo
 
-# Stop what `make demo` left running: hotline serve, then Asterisk.
+# Stop what `make demo` left running: hotline serve, then Asterisk and the broker.
 demo-stop:
 	-@test -f .run/hotline.pid && kill $$(cat .run/hotline.pid) 2>/dev/null; rm -f .run/hotline.pid
 	scripts/sandbox.sh down
+	scripts/broker.sh down
 
 lint: $(STAMP)
 	$(BIN)/ruff check hotline ivr cti tests bench harness
@@ -82,13 +94,13 @@ unit: $(STAMP)
 integration: install
 	$(WITH_PG) $(BIN)/pytest -q -ra tests/integration
 
-# Real calls: the Asterisk sandbox, sipp, Mosquitto.
+# Real calls: the Asterisk sandbox, sipp, the project's Mosquitto (the fixtures start both).
 live: install
 	$(BIN)/pytest -q -ra tests/live
 
 bench: install
 	$(BIN)/python bench/fastagi_load.py
 
-clean: asterisk-down
+clean: broker-down asterisk-down
 	scripts/postgres.sh purge
 	rm -rf $(VENV) .run

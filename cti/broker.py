@@ -2,26 +2,61 @@
 
 ``hotline mqtt users`` writes a Mosquitto config whose ACL lets agent N read
 only ``{prefix}/agents/N/#`` and the queue stats, and lets only the server
-publish anything.  Passwords are generated, hashed by ``mosquitto_passwd``,
-and written in clear only to ``credentials.json`` for handing out.  Both
-``passwd`` and ``credentials.json`` are 0600, written anew each time (an
-existing file's looser mode is not kept).
+publish anything.  Passwords are generated, hashed here the way
+``mosquitto_passwd`` hashes them (PBKDF2-SHA512, ``$7$``), and written in clear
+only to ``credentials.json`` (and, for the project broker, one file per
+password a program reads).  Every file holding a secret or a hash is 0600,
+written anew each time (an existing file's looser mode is not kept).
+
+Two shapes:
+
+- :func:`write_broker_files`: a stand-alone config for any Mosquitto 2.x
+  (``password_file`` and ``acl_file``), as before.
+- :func:`write_project_broker`: the project's own Mosquitto 2.1 from the
+  template ``broker-config/mosquitto.conf.in`` (TCP and WebSockets listeners,
+  the password-file and ACL-file plugins for the static users above, and the
+  dynamic security plugin for the browser's per-session logins, docs/mqtt.md).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import re
 import secrets
-import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 SERVER_USER = "hotline-server"
+# The dynamic security plugin creates this user when it first makes its config
+# (from plugin_opt_password_init_file); it lives only in dynamic-security.json.
+DYNSEC_ADMIN = "admin"
+# What the dynamic security plugin calls its file (kept across restarts: sessions live there).
+DYNSEC_FILE = "dynamic-security.json"
+SERVER_PASSWORD_FILE = "server.password"  # noqa: S105 (a file name)
+ADMIN_PASSWORD_FILE = "dynsec-admin.password"  # noqa: S105 (a file name)
+# mosquitto_passwd's format; Mosquitto 2.1 uses 1000 rounds.  The passwords are
+# random (at least 96 bits), so the round count is not what protects them.
+HASH_ITERATIONS = 1000
+
+_AGENT = re.compile(r"[A-Za-z0-9_-]{1,32}")
+_PLACEHOLDER = re.compile(r"@[A-Z][A-Z0-9_]*@")
+_ORIGIN = re.compile(r"https?://[^/\s@]+")
 
 
 class BrokerConfigError(Exception):
     pass
+
+
+def hash_password(
+    password: str, salt: bytes | None = None, iterations: int = HASH_ITERATIONS
+) -> str:
+    """A password-file entry's hash, as ``mosquitto_passwd`` writes it (``$7$``: PBKDF2-SHA512)."""
+    salt = secrets.token_bytes(12) if salt is None else salt
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations)
+    return f"$7${iterations}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
 
 
 def acl_text(agents: list[str], prefix: str, server_user: str = SERVER_USER) -> str:
@@ -57,6 +92,19 @@ def mosquitto_conf(folder: Path, port: int, bind: str = "127.0.0.1") -> str:
     )
 
 
+def _check_agents(agents: list[str], server_user: str) -> None:
+    for agent in agents:
+        if not _AGENT.fullmatch(agent) or agent in (server_user, DYNSEC_ADMIN):
+            raise BrokerConfigError(f"not a usable agent name: {agent!r}")
+
+
+def _write_passwd_acl(
+    folder: Path, users: dict[str, str], agents: list[str], prefix: str, server_user: str
+) -> None:
+    _write_secret(folder / "passwd", "".join(f"{u}:{hash_password(p)}\n" for u, p in users.items()))
+    _write_secret(folder / "acl", acl_text(agents, prefix, server_user))
+
+
 def write_broker_files(
     folder: Path,
     agents: list[str],
@@ -65,33 +113,109 @@ def write_broker_files(
     server_user: str = SERVER_USER,
 ) -> dict[str, str]:
     """Write passwd, acl, mosquitto.conf and credentials.json; return user -> password."""
-    for agent in agents:
-        if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", agent) or agent == server_user:
-            raise BrokerConfigError(f"not a usable agent name: {agent!r}")
+    _check_agents(agents, server_user)
     folder.mkdir(parents=True, exist_ok=True)
-    passwd = folder / "passwd"
-    passwd.unlink(missing_ok=True)
-    passwd.touch(mode=0o600)
     users = {server_user: secrets.token_urlsafe(18)} | {
         a: secrets.token_urlsafe(12) for a in agents
     }
-    for user, password in users.items():
-        try:
-            subprocess.run(
-                ["mosquitto_passwd", "-b", str(passwd), user, password],
-                check=True,
-                capture_output=True,
-            )
-        except FileNotFoundError:
-            raise BrokerConfigError("mosquitto_passwd not found (apt install mosquitto)") from None
-        except subprocess.CalledProcessError as e:
-            raise BrokerConfigError(
-                f"mosquitto_passwd failed: {e.stderr.decode()[-200:]}"
-            ) from None
-    (folder / "acl").write_text(acl_text(agents, prefix, server_user))
+    _write_passwd_acl(folder, users, agents, prefix, server_user)
     (folder / "mosquitto.conf").write_text(mosquitto_conf(folder.resolve(), port))
-    os.chmod(passwd, 0o600)  # whatever mosquitto_passwd left it as: hashes are secrets too
     _write_secret(folder / "credentials.json", json.dumps(users, indent=2))
+    return users
+
+
+@dataclass(frozen=True)
+class ProjectBroker:
+    """What the project broker's config is made of (``[broker]`` and the sandbox's paths)."""
+
+    tcp_port: int = 1884
+    websocket_port: int = 9001
+    bind: str = "127.0.0.1"
+    # Exact Origin values a browser may open the WebSockets listener from.
+    websocket_origins: tuple[str, ...] = ()
+    # The output folder as the broker sees it (a bind mount inside the sandbox root).
+    broker_dir: str | None = None
+    plugin_dir: str = "/usr/lib/x86_64-linux-gnu/mosquitto"
+    run_as: str = "mosquitto"
+
+
+def render_template(template: str, values: dict[str, str]) -> str:
+    """``template`` with every ``@NAME@`` replaced; a placeholder left over is an error."""
+    out = template
+    for name, value in values.items():
+        out = out.replace(f"@{name}@", value)
+    left = sorted(set(_PLACEHOLDER.findall(out)))
+    if left:
+        raise BrokerConfigError(f"template placeholders without a value: {', '.join(left)}")
+    return out
+
+
+def write_project_broker(
+    folder: Path,
+    template: Path,
+    agents: list[str],
+    broker: ProjectBroker,
+    prefix: str = "hotline",
+    server_user: str = SERVER_USER,
+    keep: bool = False,
+) -> dict[str, str]:
+    """The project broker's files in ``folder`` (0700); return user -> password.
+
+    Writes passwd and acl (the static users: the server and the agents),
+    credentials.json (every password, the dynamic security admin's too),
+    ``server.password`` and ``dynsec-admin.password`` (one password each, for
+    ``[mqtt] password_file`` and ``[broker] admin_password_file``) and
+    mosquitto.conf from ``template``.  With ``keep``, users already in
+    credentials.json keep their passwords.  When the admin's password is new,
+    an old dynamic-security.json (made with the old one) is removed: the
+    plugin makes a new one on start, and the sessions in the old one end.
+    """
+    _check_agents(agents, server_user)
+    for origin in broker.websocket_origins:
+        if not _ORIGIN.fullmatch(origin):
+            raise BrokerConfigError(f"not an origin (scheme://host[:port], no path): {origin!r}")
+    try:
+        text = template.read_text()
+    except OSError as e:
+        raise BrokerConfigError(f"cannot read the template {template}: {e.strerror}") from None
+    folder.mkdir(parents=True, exist_ok=True)
+    os.chmod(folder, 0o700)
+    old: dict[str, str] = {}
+    creds = folder / "credentials.json"
+    if keep and creds.exists():
+        try:
+            loaded = json.loads(creds.read_text())
+        except (OSError, ValueError) as e:
+            raise BrokerConfigError(f"cannot read {creds}: {e}") from None
+        if isinstance(loaded, dict):
+            old = {str(k): str(v) for k, v in loaded.items()}
+    static = {server_user: old.get(server_user) or secrets.token_urlsafe(18)} | {
+        a: old.get(a) or secrets.token_urlsafe(12) for a in agents
+    }
+    admin = old.get(DYNSEC_ADMIN)
+    if admin is None:
+        admin = secrets.token_urlsafe(18)
+        (folder / DYNSEC_FILE).unlink(missing_ok=True)
+    users = static | {DYNSEC_ADMIN: admin}
+    inside = broker.broker_dir or str(folder.resolve())
+    origins = "\n".join(f"websockets_origin {o}" for o in broker.websocket_origins)
+    conf = render_template(
+        text,
+        {
+            "TCP_PORT": str(broker.tcp_port),
+            "WS_PORT": str(broker.websocket_port),
+            "BIND": broker.bind,
+            "WEBSOCKETS_ORIGINS": origins or "# (no websockets_origin: any Origin is accepted)",
+            "DIR": inside,
+            "PLUGIN_DIR": broker.plugin_dir,
+            "USER": broker.run_as,
+        },
+    )
+    _write_passwd_acl(folder, static, agents, prefix, server_user)
+    _write_secret(folder / SERVER_PASSWORD_FILE, static[server_user] + "\n")
+    _write_secret(folder / ADMIN_PASSWORD_FILE, admin + "\n")
+    _write_secret(folder / "credentials.json", json.dumps(users, indent=2))
+    _write_secret(folder / "mosquitto.conf", conf)
     return users
 
 

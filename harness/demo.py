@@ -1,8 +1,12 @@
 """``make demo``: start the demo site, place one scripted call, tell its story.
 
-Assumes ``make asterisk-up`` ran (the Makefile does it first).  Leaves the
-site running: Asterisk in the sandbox and ``hotline serve`` in the background
-(``make demo-stop`` stops both).
+Assumes ``make asterisk-up`` ran (the Makefile does it first).  Starts the
+project's Mosquitto (scripts/broker.sh: logins and ACLs, docs/mqtt.md); the
+server publishes there as ``hotline-server`` and agent 1001's desktop reads
+with agent 1001's own login.  If that broker cannot start, the demo says why
+and goes on with ``[mqtt]`` (the machine's broker, no logins).  Leaves the
+site running: Asterisk in the sandbox, the broker and ``hotline serve`` in
+the background (``make demo-stop`` stops them).
 """
 
 from __future__ import annotations
@@ -13,12 +17,14 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
 from sqlalchemy import select
 
+from harness.mqtt import BrokerUnavailable, Login, agent_login, broker_up, project_broker_env
 from harness.sipp import Agent, Keys, Pause, run_caller
 from hotline.config import Config, load_config
 from hotline.deflection.callbacks import CallbackStore
@@ -60,21 +66,58 @@ def agi_listening() -> bool:
         return s.connect_ex(("127.0.0.1", 4573)) == 0
 
 
-def start_server() -> None:
+@dataclass(frozen=True)
+class DemoBroker:
+    """Where the demo's server publishes and agent 1001's desktop reads."""
+
+    host: str
+    port: int
+    label: str
+    desktop_login: Login = field(default_factory=lambda: Login())  # agent 1001's
+    server_env: dict[str, str] = field(default_factory=dict)  # HOTLINE_MQTT__* for serve
+
+
+def demo_broker(cfg: Config) -> DemoBroker:
+    """The project broker (started now); the machine's [mqtt] one if it cannot start."""
+    b = cfg.broker
+    try:
+        broker_up()
+        return DemoBroker(
+            b.host,
+            b.port,
+            f"the project broker {b.host}:{b.port} (logins and ACLs, docs/mqtt.md)",
+            agent_login(cfg, "1001"),
+            project_broker_env(cfg),
+        )
+    except (BrokerUnavailable, OSError, KeyError, ValueError) as e:
+        say(f"the project broker did not start: {e}")
+        say(
+            f"going on with [mqtt] {cfg.mqtt.host}:{cfg.mqtt.port} (no logins); "
+            "`scripts/broker.sh up` tells why it failed"
+        )
+        return DemoBroker(cfg.mqtt.host, cfg.mqtt.port, f"[mqtt] {cfg.mqtt.host}:{cfg.mqtt.port}")
+
+
+def start_server(broker: DemoBroker) -> None:
+    started_with = RUN / "hotline.broker"
     if agi_listening():
         say("hotline serve is already running (127.0.0.1:4573)")
+        if started_with.exists() and started_with.read_text() != broker.label:
+            say(f"it publishes to {started_with.read_text()}: `make demo-stop` to restart it")
         return
     RUN.mkdir(exist_ok=True)
     log = (RUN / "hotline.log").open("ab")
     proc = subprocess.Popen(
         [str(REPO / ".venv/bin/hotline"), "-c", str(REPO / "hotline.toml"), "serve"],
         cwd=REPO,
+        env={**os.environ, **broker.server_env},
         stdout=log,
         stderr=log,
         stdin=subprocess.DEVNULL,
         start_new_session=True,
     )
     (RUN / "hotline.pid").write_text(str(proc.pid))
+    started_with.write_text(broker.label)
     for _ in range(100):
         if agi_listening():
             say(f"hotline serve started (pid {proc.pid}, log .run/hotline.log)")
@@ -85,9 +128,9 @@ def start_server() -> None:
     sys.exit("hotline serve did not start listening on 127.0.0.1:4573")
 
 
-async def watch_pops(pops: list[dict[str, Any]], ready: asyncio.Event) -> None:
-    """Agent 1001's desktop: subscribe to their screen-pop topic."""
-    async with aiomqtt.Client("127.0.0.1", 1883) as client:
+async def watch_pops(pops: list[dict[str, Any]], ready: asyncio.Event, broker: DemoBroker) -> None:
+    """Agent 1001's desktop: subscribe to their screen-pop topic, with their own login."""
+    async with aiomqtt.Client(broker.host, broker.port, **broker.desktop_login) as client:
         await client.subscribe("hotline/agents/1001/screenpop", qos=1)
         ready.set()
         async for message in client.messages:
@@ -183,15 +226,24 @@ async def main() -> int:
     )
     if await build.wait() != 0:
         return 1
-    start_server()
+    broker = demo_broker(cfg)
+    start_server(broker)
+    say(f"MQTT: {broker.label}")
     store = InteractionStore(db)
     before = {i.id for i in await store.recent(50, caller=CALLER)}
 
     pops: list[dict[str, Any]] = []
     ready = asyncio.Event()
-    watcher = asyncio.create_task(watch_pops(pops, ready))
+    watcher = asyncio.create_task(watch_pops(pops, ready, broker))
     await asyncio.wait_for(ready.wait(), 10)
-    say("agent 1001 logs in (sipp UAS on 127.0.0.1:5071; their desktop listens on MQTT)")
+    say(
+        "agent 1001 logs in (sipp UAS on 127.0.0.1:5071; their desktop listens on MQTT"
+        + (
+            " as user 1001, allowed only hotline/agents/1001/# and the queue stats)"
+            if broker.desktop_login
+            else ")"
+        )
+    )
     talk = await agent_voice()
     agent = Agent("1001", answer_delay_ms=1500, talk_wav=talk)
     await agent.start()
@@ -244,7 +296,7 @@ async def main() -> int:
     pop = next((p for p in pops if p.get("call_id") == it.call_id), None)
     await db.close()
     print(story(it, answered, pop, rec))
-    code = await callback_demo(cfg)
+    code = await callback_demo(cfg, broker)
     print(
         f"\nMore: .venv/bin/hotline calls show {it.call_id}   |   hotline callbacks list   |   "
         "make asterisk-cli   |   make demo-stop"
@@ -252,7 +304,7 @@ async def main() -> int:
     return code
 
 
-async def callback_demo(cfg: Config) -> int:
+async def callback_demo(cfg: Config, broker: DemoBroker) -> int:
     """Part two: the billing line is unstaffed, a caller books a callback and gets it."""
     from cti.ami import AmiClient
 
@@ -272,7 +324,7 @@ async def callback_demo(cfg: Config) -> int:
     caller = await callback_caller(callbacks, cfg)
     pops: list[dict[str, Any]] = []
     ready = asyncio.Event()
-    watcher = asyncio.create_task(watch_pops(pops, ready))
+    watcher = asyncio.create_task(watch_pops(pops, ready, broker))
     await asyncio.wait_for(ready.wait(), 10)
     print()
     say("part two: agents 1001 and 1002 step away (paused): nobody can answer billing")

@@ -1,4 +1,5 @@
-"""Fixtures of the live tier: the real Asterisk sandbox, the IVR on 127.0.0.1:4573, the CTI.
+"""Fixtures of the live tier: the real Asterisk sandbox, the project's Mosquitto, the IVR on
+127.0.0.1:4573, the CTI.
 
 Every test here is marked ``live`` and ``asterisk`` (tests/conftest.py).
 """
@@ -15,7 +16,16 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from harness.mqtt import Inbox, subscribe
+from harness.mqtt import (
+    BrokerUnavailable,
+    Inbox,
+    broker_down,
+    broker_running,
+    broker_up,
+    project_broker_env,
+    server_login,
+    subscribe_forever,
+)
 from harness.wait import wait_for
 from hotline.config import Config, load_config
 from hotline.records.audit import AuditLog
@@ -45,6 +55,21 @@ def asterisk() -> Iterator[None]:
     yield
     if not was_running:
         _sandbox("down")
+
+
+@pytest.fixture(scope="session")
+def project_broker(asterisk: None) -> Iterator[Config]:
+    """The project's Mosquitto (scripts/broker.sh up: TCP and WebSockets, logins, ACLs),
+    started once per session (installed into the sandbox root the first time); the
+    demo configuration, whose [broker] says where it is."""
+    was_running = broker_running()
+    try:
+        broker_up()
+    except BrokerUnavailable as e:
+        pytest.fail(f"the project broker did not start:\n{e}")
+    yield live_config()
+    if not was_running:
+        broker_down()
 
 
 def free_port() -> int:
@@ -105,8 +130,13 @@ async def live_server(
 async def cti_live(
     live_records: tuple[Database, CustomerDirectory, InteractionStore],
     live_server: Services,
+    project_broker: Config,
 ) -> AsyncIterator[tuple[LiveCti, Inbox, str]]:
-    """The CTI on the real AMI, publishing to the real Mosquitto under a private prefix.
+    """The CTI on the real AMI, publishing to the project broker under a private prefix.
+
+    It logs in as ``hotline-server`` (whose ACL covers ``hotline/#``, hence the
+    prefix ``hotline/test-…``); the inbox watches with the same login and
+    subscribes again if the broker restarts.
 
     Built as `hotline serve` builds it (cti and recordings features, the recordings
     subscribed to the CTI's call_ended), into a private recording store; the spool
@@ -116,9 +146,11 @@ async def cti_live(
     from hotline.recordings import setup as recordings_feature
 
     db, directory, interactions = live_records
-    prefix = f"hotline-test-{uuid.uuid4().hex[:8]}"
-    store_dir = REPO / ".run" / f"test-store-{prefix}"
+    tag = uuid.uuid4().hex[:8]
+    prefix = f"hotline/test-{tag}"
+    store_dir = REPO / ".run" / f"test-store-{tag}"
     cfg = live_config(
+        **project_broker_env(project_broker),
         HOTLINE_MQTT__PREFIX=prefix,
         HOTLINE_MQTT__CLIENT_ID=f"{prefix}-server",
         HOTLINE_AMI__RECONNECT_MIN_S="0.2",
@@ -128,7 +160,12 @@ async def cti_live(
     secret = (REPO / ".run" / "ami_secret").read_text().strip()
     inbox = Inbox()
     ready = asyncio.Event()
-    sub = asyncio.create_task(subscribe("127.0.0.1", 1883, f"{prefix}/#", inbox, ready))
+    b = project_broker.broker
+    sub = asyncio.create_task(
+        subscribe_forever(
+            b.host, b.port, f"{prefix}/#", inbox, ready, **server_login(project_broker)
+        )
+    )
     await asyncio.wait_for(ready.wait(), 10)
     async with contextlib.AsyncExitStack() as stack:
         cti = await stack.enter_async_context(

@@ -26,9 +26,10 @@ import pytest
 
 from cti.ami import AmiClient, AmiEvent
 from cti.callbacks import CallbackDispatcher, CallbackPolicy
-from harness.mqtt import Inbox
+from harness.mqtt import Inbox, project_broker_env
 from harness.sipp import Agent, Keys, Pause, Step, run_caller
 from harness.wait import poll_until, wait_for
+from hotline.config import load_config
 from hotline.deflection.callbacks import Callback, CallbackStore
 from hotline.deflection.notify import FileNotifier
 from hotline.recordings.store import Recording
@@ -322,6 +323,8 @@ def _serve_env(live_server: Services, prefix: str) -> dict[str, str]:
     db = live_server.interactions._db
     return {
         **os.environ,
+        # The project broker, as the session's CTI (tests/live/conftest.py cti_live).
+        **project_broker_env(load_config(REPO / "hotline.toml", environ={})),
         "HOTLINE_DATABASE__URL": db.url,
         "HOTLINE_MQTT__PREFIX": prefix,
         "HOTLINE_MQTT__CLIENT_ID": f"{prefix}-restarted",
