@@ -9,6 +9,7 @@ import time
 from cti.ami import AmiClient, AmiEvent
 from cti.mqtt import MqttPublisher, topic_segment
 from cti.payloads import (
+    HISTORY_ENTRIES,
     ScreenPopPayload,
     agent_state_payload,
     call_event_payload,
@@ -16,6 +17,7 @@ from cti.payloads import (
     screen_pop_payload,
 )
 from cti.state import (
+    AgentCallDone,
     AgentChanged,
     CallCenter,
     CallEvent,
@@ -25,6 +27,7 @@ from cti.state import (
     ScreenPop,
 )
 from hotline.contracts import ChannelVar
+from hotline.deflection.callbacks import CallbackStore
 from hotline.events import CallEnded, Signal
 from hotline.records.customers import CustomerDirectory
 from hotline.records.interactions import Interaction, InteractionStore
@@ -47,17 +50,25 @@ class CtiService:
         ami: AmiClient,
         directory: CustomerDirectory,
         interactions: InteractionStore,
+        callbacks: CallbackStore | None = None,
     ) -> None:
         self.state = state
         self.publisher = publisher
         self.ami = ami
         self.directory = directory
         self.interactions = interactions
+        # Where a pop's history finds the status of the callbacks earlier calls booked.
+        self.callbacks = callbacks
         self._events: asyncio.Queue[AmiEvent | None] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
         self.pops_sent = 0
         # A call is over (the recordings feature stores its audio).
         self.call_ended: Signal[CallEnded] = Signal("call_ended")
+        # For the agent desk (cti/desk.py): an agent's state was published (after
+        # an AMI event or a rebuild), an agent finished a call they took, a pop went out.
+        self.agent_changed: Signal[str] = Signal("agent_changed")
+        self.agent_call_done: Signal[AgentCallDone] = Signal("agent_call_done")
+        self.popped: Signal[ScreenPopPayload] = Signal("popped")
         self._pops: set[asyncio.Task[None]] = set()
 
     # -- wiring -------------------------------------------------------------------------
@@ -120,10 +131,17 @@ class CtiService:
 
     # -- outputs ------------------------------------------------------------------------
     def _publish_all(self) -> None:
-        for agent in self.state.agents.values():
+        for agent in list(self.state.agents.values()):
             self._emit_agent(agent.number)
+            self.agent_changed.emit(agent.number)
         for queue in self.state.queues:
             self._emit_queue(queue)
+
+    def set_wrapup(self, agent: str, until: float | None) -> None:
+        """The desk's wrap-up end for an agent (None: none): published on the agent's
+        retained state topic when it changes."""
+        if self.state.set_wrapup(agent, until):
+            self._emit_agent(agent)
 
     async def _emit(self, out: Output) -> None:
         match out:
@@ -135,6 +153,9 @@ class CtiService:
                 task.add_done_callback(self._pops.discard)
             case AgentChanged():
                 self._emit_agent(out.agent.number)
+                self.agent_changed.emit(out.agent.number)
+            case AgentCallDone():
+                self.agent_call_done.emit(out)
             case QueueChanged():
                 self._emit_queue(out.queue)
             case CallFinished():
@@ -166,6 +187,7 @@ class CtiService:
             call_id=pop.call.call_id,
         )
         self.pops_sent += 1
+        self.popped.emit(payload)
 
     def _emit_agent(self, number: str) -> None:
         self.publisher.publish(
@@ -204,6 +226,30 @@ class CtiService:
             if customer is None and call.caller_number:
                 customer = await self.directory.by_phone(call.caller_number)
         recent: list[Interaction] = []
-        if customer is not None:
-            recent = await self.interactions.recent(limit=4, caller=call.caller_number)
-        return screen_pop_payload(pop, interaction, customer, recent, time.time())
+        callbacks: dict[str, str] = {}
+        if lookups and (customer is not None or call.caller_number):
+            # The customer's or the number's history, across channels (bounded, indexed).
+            recent = await self.interactions.history(
+                customer_id=customer.id if customer else None,
+                caller=call.caller_number or None,
+                limit=HISTORY_ENTRIES,
+                exclude={call.call_id, *([interaction.id] if interaction else [])},
+            )
+            callbacks = await self._callback_status(recent)
+        return screen_pop_payload(
+            pop, interaction, customer, recent, time.time(), callbacks=callbacks
+        )
+
+    async def _callback_status(self, recent: list[Interaction]) -> dict[str, str]:
+        """The status of each callback the records booked (a point read each, at most five)."""
+        if self.callbacks is None:
+            return {}
+        out: dict[str, str] = {}
+        for it in recent:
+            for step in it.steps:
+                callback_id = step.get("callback")
+                if callback_id and callback_id not in out:
+                    cb = await self.callbacks.get(callback_id)
+                    if cb is not None:
+                        out[callback_id] = cb.status
+        return out

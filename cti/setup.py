@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from cti.ami import AmiClient
 from cti.bus import ALL, AmiEventBus
 from cti.callbacks import CallbackDispatcher, CallbackPolicy
+from cti.desk import AgentDesk
 from cti.mqtt import MqttPublisher
 from cti.service import CtiService
 from cti.state import CallCenter
@@ -55,6 +56,8 @@ class Cti:
     ami: AmiClient
     bus: AmiEventBus
     dispatcher: CallbackDispatcher | None
+    # The agent desktop's back end: state control, wrap-up, dispositions (cti/desk.py).
+    desk: AgentDesk
 
     async def connect(self) -> None:
         """Open the AMI connection (every subscriber is in place) and start dialling."""
@@ -98,9 +101,15 @@ async def setup(cfg: Config, deps: CtiDeps) -> AsyncIterator[Cti]:
         backoff_min=cfg.ami.reconnect_min_s,
         backoff_max=cfg.ami.reconnect_max_s,
     )
-    service = CtiService(state, publisher, ami, deps.directory, deps.interactions)
+    service = CtiService(
+        state, publisher, ami, deps.directory, deps.interactions, callbacks=deps.callbacks
+    )
     bus.subscribe(ALL, service.on_event)
     bus.on_login(service.on_login)
+    desk = AgentDesk(cfg.desk, state, ami, service, deps.interactions)
+    service.agent_changed.subscribe(desk.on_agent_changed)
+    service.agent_call_done.subscribe(desk.on_call_done)
+    service.popped.subscribe(desk.on_pop)
     dispatcher = None
     if deps.callbacks is not None:
         dispatcher = CallbackDispatcher(
@@ -110,8 +119,9 @@ async def setup(cfg: Config, deps: CtiDeps) -> AsyncIterator[Cti]:
     publisher.start()
     service.start()
     try:
-        yield Cti(state, service, publisher, ami, bus, dispatcher)
+        yield Cti(state, service, publisher, ami, bus, dispatcher, desk)
     finally:
+        await desk.stop()
         if dispatcher is not None:
             await dispatcher.stop()
         ami.close()

@@ -16,13 +16,18 @@ from datetime import date
 from typing import Literal, TypedDict
 
 from cti.ami import AmiEvent, chan_variables
-from hotline.contracts import ChannelVar
+from hotline.config import WRAPUP_REASON
+from hotline.contracts import ChannelVar, UserEvent
 from hotline.erlang_c import QueueHistory, WaitEstimate, estimate_wait
 
 log = logging.getLogger("hotline.cti")
 
 # What a desktop shows for an agent (cti/schemas/agent_state.schema.json).
 AgentStateName = Literal["available", "ringing", "busy", "on_hold", "paused", "offline", "unknown"]
+
+# The agent as their phone and the desk show them (docs/agent-desktop.md): ringing,
+# talking (on hold too), wrapup (paused "Wrap-up"), ready, paused, offline.
+AgentPhase = Literal["ringing", "talking", "wrapup", "ready", "paused", "offline"]
 
 # QueueMemberStatus "Status" (Asterisk device states) to what a desktop shows.
 DEVICE_STATE: dict[str, AgentStateName] = {
@@ -59,6 +64,9 @@ class Call:
     answered_by: str | None = None
     variables: dict[str, str] = field(default_factory=dict)
     callback: bool = False
+    callback_id: str | None = None  # the callback being dialled (callback calls)
+    # A callback whose caller answered and was put through to the agent.
+    connected: bool = False
 
 
 @dataclass
@@ -71,12 +79,39 @@ class Agent:
     queues: set[str] = field(default_factory=set)
     # The device the queue rings (e.g. PJSIP/agent1001): where a callback rings too.
     interface: str = ""
+    # Why Asterisk has the agent paused (QueuePause Reason; "" when not paused).
+    pause_reason: str = ""
+    # When the desk's wrap-up ends (epoch seconds; cti/desk.py sets it), while
+    # Asterisk reports the agent paused "Wrap-up".
+    wrapup_until: float | None = None
+    # When the agent's part in the current call began (their phone rang).
+    call_since: float | None = None
+    # Queues in which the agent is a static member (queues.conf): no logging out.
+    static_queues: set[str] = field(default_factory=set)
 
     @property
     def shown_state(self) -> AgentStateName:
         if self.paused and self.state in ("available", "unknown"):
             return "paused"
         return self.state
+
+    @property
+    def in_wrapup(self) -> bool:
+        """Paused "Wrap-up" in Asterisk (by the desk, or anyone with that reason)."""
+        return self.paused and self.pause_reason.casefold() == WRAPUP_REASON.casefold()
+
+    @property
+    def phase(self) -> AgentPhase:
+        """The agent as their phone shows them: the call first, then the pause."""
+        if self.state == "offline":
+            return "offline"
+        if self.state == "ringing":
+            return "ringing"
+        if self.state in ("busy", "on_hold"):
+            return "talking"
+        if self.paused:
+            return "wrapup" if self.in_wrapup else "paused"
+        return "ready"
 
 
 @dataclass
@@ -134,7 +169,9 @@ class AgentChanged:
 
     @staticmethod
     def of(agent: Agent) -> AgentChanged:
-        return AgentChanged(replace(agent, queues=set(agent.queues)))
+        return AgentChanged(
+            replace(agent, queues=set(agent.queues), static_queues=set(agent.static_queues))
+        )
 
 
 @dataclass(frozen=True)
@@ -182,7 +219,18 @@ class CallFinished:
     call: Call
 
 
-Output = ScreenPop | AgentChanged | QueueChanged | CallEvent | CallFinished
+@dataclass(frozen=True)
+class AgentCallDone:
+    """An agent finished a call they took (AgentComplete; a callback they talked on
+    hung up): the desk's wrap-up starts."""
+
+    agent: str
+    call_id: str
+    queue: str
+    callback: bool
+
+
+Output = ScreenPop | AgentChanged | QueueChanged | CallEvent | CallFinished | AgentCallDone
 
 
 class QueueStats(TypedDict):
@@ -212,6 +260,9 @@ class CallCenter:
         self.skipped = 0
         # Callbacks being originated: agent channel id -> who to pop and what with.
         self.expected_callbacks: dict[str, ExpectedCallback] = {}
+        # Wrap-ups the desk is starting: agent -> when it ends (epoch seconds), taken
+        # by the agent's state when Asterisk reports the pause.
+        self.expected_wrapups: dict[str, float] = {}
 
     # -- queries -----------------------------------------------------------------------
     def queue(self, name: str) -> QueueState:
@@ -257,9 +308,13 @@ class CallCenter:
     def wait_estimate(self, name: str, now: float | None = None) -> WaitEstimate:
         """How long a caller joining ``name`` now would wait (docs/deflection.md).
 
-        Erlang C / M/M/N with the queue's observed handle times and arrival
-        rate; observed waits, then a default handle time, when there is too
-        little data.  Only agents logged in and not paused are staffed.
+        ``(callers ahead − free agents + 1) × AHT / staffed agents``: callers
+        ahead are those waiting plus callbacks waiting, AHT the mean of the
+        queue's last 50 handle times; the mean of recent answered waits, then a
+        default AHT of 180 s, when there is too little data.  Not Erlang C:
+        that formula only gives the probability of waiting in the estimate's
+        detail (method label ``erlang_c`` = arrival rate known).  Only agents
+        logged in and not paused are staffed.
         """
         now = time.time() if now is None else now
         q = self.queue(name)
@@ -320,6 +375,7 @@ class CallCenter:
             # An agent's phone rings for a callback: pop it like a queue call,
             # marked as a callback, with what the caller did in the IVR.
             call.callback = True
+            call.callback_id = expected.id
             call.queue = expected.queue
             # The recording of a callback is filed under the agent who was rung
             # (no AgentConnect comes: the call never went through the queue).
@@ -362,6 +418,8 @@ class CallCenter:
             CallEvent(call_id, "ended", {"cause": ev.get("Cause-txt", "")}),
             CallFinished(call),
         ]
+        if call.callback and call.connected and call.answered_by:
+            out.append(AgentCallDone(call.answered_by, call_id, call.queue or "", callback=True))
         for q in self.queues.values():  # a caller can vanish without QueueCallerLeave
             if q.callers.pop(channel, None) is not None:
                 out.append(QueueChanged(q.name))
@@ -414,7 +472,43 @@ class CallCenter:
     ) -> bool:
         if agent.state == state and agent.call_id == call_id:
             return False
+        if call_id != agent.call_id:
+            agent.call_since = None if call_id is None else now
         agent.state, agent.since, agent.call_id = state, now, call_id
+        return True
+
+    def _pause_from(self, agent: Agent, ev: AmiEvent, now: float) -> None:
+        """Paused or not, and why, as the event reports it (Asterisk 13+: PausedReason).
+
+        An agent entering wrap-up takes the end the desk expects for them, if any.
+        """
+        agent.paused = ev.get("Paused") == "1"
+        reason = ev.get("PausedReason", ev.get("Reason", ""))
+        agent.pause_reason = str(reason or "") if agent.paused else ""
+        if not agent.in_wrapup:
+            agent.wrapup_until = None
+        elif agent.wrapup_until is None:
+            expected = self.expected_wrapups.pop(agent.number, None)
+            agent.wrapup_until = expected if expected is not None and expected > now else None
+
+    @staticmethod
+    def _membership_from(agent: Agent, queue: str, ev: AmiEvent) -> None:
+        if ev.get("Membership") == "static":
+            agent.static_queues.add(queue)
+        elif ev.get("Membership") is not None:
+            agent.static_queues.discard(queue)
+
+    def set_wrapup(self, number: str, until: float | None) -> bool:
+        """The desk's wrap-up end for an agent Asterisk has in wrap-up (None: none);
+        True when it changed.  Ignored for an agent not in wrap-up."""
+        agent = self.agents.get(number)
+        if agent is None:
+            return False
+        if until is not None and not agent.in_wrapup:
+            until = None
+        if agent.wrapup_until == until:
+            return False
+        agent.wrapup_until = until
         return True
 
     def _on_AgentCalled(self, ev: AmiEvent, now: float) -> list[Output]:
@@ -469,18 +563,32 @@ class CallCenter:
         out: list[Output] = []
         if self._set_state(agent, "available", now, None):
             out.append(AgentChanged.of(agent))
-        return [*out, QueueChanged(queue)]
+        done = AgentCallDone(agent.number, str(ev.get("Linkedid", "")), queue, callback=False)
+        return [*out, QueueChanged(queue), done]
+
+    def _on_UserEvent(self, ev: AmiEvent, now: float) -> list[Output]:
+        # A callback's caller answered: the agent talks with them (cti/callbacks.py).
+        if ev.get("UserEvent") != UserEvent.CALLBACK or ev.get("Status") != "ANSWER":
+            return []
+        call_id = self.channel_call.get(str(ev.get("Channel", "")), str(ev.get("Linkedid", "")))
+        call = self.calls.get(call_id)
+        if call is not None and call.callback:
+            call.connected = True
+        return []
 
     def _on_QueueMemberStatus(self, ev: AmiEvent, now: float) -> list[Output]:
         agent = self._member_agent(ev)
         queue = str(ev["Queue"])
         agent.queues.add(queue)
         self.queue(queue).members.add(agent.number)
-        agent.paused = ev.get("Paused") == "1"
+        self._membership_from(agent, queue, ev)
+        was = (agent.paused, agent.pause_reason, agent.wrapup_until)
+        self._pause_from(agent, ev, now)
         state = DEVICE_STATE.get(str(ev.get("Status")), "unknown")
         call_id = agent.call_id if state in ("busy", "ringing", "on_hold") else None
         out: list[Output] = []
-        if self._set_state(agent, state, now, call_id):
+        changed = self._set_state(agent, state, now, call_id)
+        if changed or was != (agent.paused, agent.pause_reason, agent.wrapup_until):
             out.append(AgentChanged.of(agent))
         return [*out, QueueChanged(queue)]
 
@@ -488,7 +596,7 @@ class CallCenter:
 
     def _on_QueueMemberPause(self, ev: AmiEvent, now: float) -> list[Output]:
         agent = self._member_agent(ev)
-        agent.paused = ev.get("Paused") == "1"
+        self._pause_from(agent, ev, now)
         agent.since = now
         return [AgentChanged.of(agent), QueueChanged(str(ev["Queue"]))]
 
@@ -496,10 +604,15 @@ class CallCenter:
         agent = self._member_agent(ev)
         queue = str(ev["Queue"])
         agent.queues.discard(queue)
+        agent.static_queues.discard(queue)
         self.queue(queue).members.discard(agent.number)
         out: list[Output] = [QueueChanged(queue)]
-        if not agent.queues and self._set_state(agent, "offline", now, None):
-            out.append(AgentChanged.of(agent))
+        if not agent.queues:
+            # Logged out: no longer paused either (QueueAdd reports the pause anew).
+            paused = agent.paused
+            agent.paused, agent.pause_reason, agent.wrapup_until = False, "", None
+            if self._set_state(agent, "offline", now, None) or paused:
+                out.append(AgentChanged.of(agent))
         return out
 
     def _on_BlindTransfer(self, ev: AmiEvent, now: float) -> list[Output]:
@@ -527,6 +640,7 @@ class CallCenter:
             q.members.clear()
         for a in self.agents.values():
             a.queues.clear()
+            a.static_queues.clear()
         for ch in channels:
             if ch.get("Event") != "CoreShowChannel" or "Linkedid" not in ch:
                 continue
@@ -544,13 +658,14 @@ class CallCenter:
                 agent = self.agent(number)
                 agent.interface = str(ev.get("StateInterface") or location) or agent.interface
                 agent.queues.add(str(ev["Queue"]))
+                self._membership_from(agent, str(ev["Queue"]), ev)
                 self.queue(str(ev["Queue"])).members.add(number)
-                agent.paused = ev.get("Paused") == "1"
+                self._pause_from(agent, ev, now)
                 state = DEVICE_STATE.get(str(ev.get("Status")), "unknown")
                 if state != agent.state:
                     agent.state, agent.since = state, now
                 if state not in ("busy", "ringing", "on_hold"):
-                    agent.call_id = None
+                    agent.call_id = agent.call_since = None
             elif kind == "QueueEntry":
                 channel = str(ev["Channel"])
                 call_id = self.channel_call.get(channel, str(ev.get("Uniqueid", channel)))

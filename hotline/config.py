@@ -147,6 +147,43 @@ class MqttConfig(_Section):
     buffer_size: int = Field(default=1000, ge=1)
 
 
+class BrokerConfig(_Section):
+    """The project's own Mosquitto (scripts/broker.sh, broker-config/, docs/mqtt.md).
+
+    Where the server and the per-session login issuer (cti/dynsec.py) reach it
+    over TCP, what the browser is told to open (WebSockets), which page
+    origins its WebSockets listener accepts, and the logins' files.
+    """
+
+    host: str = "127.0.0.1"
+    port: Port = 1884
+    websocket_port: Port = 9001
+    # As the browser reaches the WebSockets listener (wss://… behind a TLS proxy).
+    websocket_url: str = Field(default="ws://127.0.0.1:9001/mqtt", pattern=r"^wss?://\S+$")
+    # Origin header values the WebSockets listener accepts (the agent desktop's
+    # pages): scheme://host[:port], exactly as a browser sends it.
+    websocket_origins: list[str] = Field(
+        default_factory=lambda: ["http://127.0.0.1:8088", "http://localhost:8088"]
+    )
+    server_username: str = "hotline-server"
+    server_password_file: Path = Path(".run/broker/server.password")
+    # The dynamic security plugin's admin: issues and revokes the browser logins.
+    admin_username: str = "admin"
+    admin_password: SecretStr | None = None
+    admin_password_file: Path | None = Path(".run/broker/dynsec-admin.password")
+    # Agents with a static login (passwd/acl written by `hotline mqtt users --project`).
+    agents: list[str] = Field(default_factory=lambda: ["1001", "1002", "1003"])
+    request_timeout_s: float = Field(default=5.0, gt=0, le=60)
+
+    @field_validator("websocket_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if not re.fullmatch(r"https?://[^/\s@]+", origin):
+                raise ValueError(f"{origin!r}: scheme://host[:port], no path or trailing /")
+        return value
+
+
 class CtiConfig(_Section):
     # Dialplan contexts where a new call enters the IVR (for the ivr_started event).
     ivr_contexts: list[str] = Field(default_factory=lambda: ["from-callers"])
@@ -264,6 +301,96 @@ class DeflectionConfig(_Section):
         return v
 
 
+# The pause a desk's automatic wrap-up uses (docs/agent-desktop.md): the reason
+# Asterisk reports for it, so a wrap-up set from the CLI reads the same.
+WRAPUP_REASON = "Wrap-up"
+# What a label (pause reason, disposition) may look like: no control
+# characters, not empty, short enough for Asterisk's reason and the column.
+_LABEL = re.compile(r"[^\x00-\x1f\x7f]{1,64}")
+
+
+def _labels(values: list[str], what: str) -> list[str]:
+    seen: set[str] = set()
+    for value in values:
+        if value != value.strip() or not _LABEL.fullmatch(value):
+            raise ValueError(f"{what} {value!r}: 1 to 64 characters, no control characters")
+        if value.casefold() in seen:
+            raise ValueError(f"{what} {value!r} is listed twice")
+        seen.add(value.casefold())
+    return values
+
+
+class DeskConfig(_Section):
+    """The agent desktop's back end (cti/desk.py, docs/agent-desktop.md)."""
+
+    # What an agent may pause for (Asterisk's QueuePause Reason).
+    pause_reasons: list[str] = Field(
+        default_factory=lambda: ["Break", "Lunch", "Training", "Back office"], min_length=1
+    )
+    # After each call the agent answered they are paused "Wrap-up" for this long,
+    # then made ready; 0: no automatic wrap-up.  Per queue in wrapup_s_by_queue.
+    wrapup_s: float = Field(default=30.0, ge=0, le=3600)
+    wrapup_s_by_queue: dict[str, float] = Field(default_factory=dict)
+    # A wrap-up extended by the agent never ends later than this after now.
+    max_wrapup_s: float = Field(default=600.0, gt=0, le=3600)
+    # Disposition labels per queue; a queue not listed takes none.
+    dispositions: dict[str, list[str]] = Field(default_factory=dict)
+    # The queues an agent logs back in to (QueueAdd); an agent not listed goes
+    # back to the queues Asterisk last reported for them.
+    memberships: dict[str, list[str]] = Field(default_factory=dict)
+    # The queue member interface of an agent (QueuePause/QueueAdd Interface)
+    # when Asterisk has not reported one.
+    interface: str = Field(default="PJSIP/agent{agent}", pattern=r"^[A-Za-z0-9_/.{}-]+$")
+
+    @field_validator("pause_reasons")
+    @classmethod
+    def _pause_reasons(cls, value: list[str]) -> list[str]:
+        _labels(value, "pause reason")
+        if any(v.casefold() == WRAPUP_REASON.casefold() for v in value):
+            raise ValueError(f"{WRAPUP_REASON!r} is the automatic wrap-up's reason, not a pause")
+        return value
+
+    @field_validator("wrapup_s_by_queue")
+    @classmethod
+    def _wrapups(cls, value: dict[str, float]) -> dict[str, float]:
+        for queue, seconds in value.items():
+            if not 0 <= seconds <= 3600:
+                raise ValueError(f"{queue}: {seconds} s is not between 0 and 3600")
+        return value
+
+    @field_validator("dispositions")
+    @classmethod
+    def _dispositions(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for queue, labels in value.items():
+            if not labels:
+                raise ValueError(f"{queue}: no dispositions (leave the queue out instead)")
+            _labels(labels, f"{queue}: disposition")
+        return value
+
+    @field_validator("memberships")
+    @classmethod
+    def _memberships(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for agent, queues in value.items():
+            if not re.fullmatch(r"[A-Za-z0-9_.-]{1,32}", agent):
+                raise ValueError(f"agent {agent!r}: letters, digits, '_', '.', '-' only")
+            if not queues or len(set(queues)) != len(queues):
+                raise ValueError(f"agent {agent}: list each queue once, at least one")
+        return value
+
+    @field_validator("interface")
+    @classmethod
+    def _has_agent(cls, value: str) -> str:
+        if value.count("{agent}") != 1 or value.replace("{agent}", "").count("{"):
+            raise ValueError("must contain {agent} once and no other placeholder")
+        return value
+
+    def wrapup_for(self, queue: str | None) -> float:
+        """The wrap-up after a call from ``queue`` (the global one for an unknown queue)."""
+        if queue is not None and queue in self.wrapup_s_by_queue:
+            return self.wrapup_s_by_queue[queue]
+        return self.wrapup_s
+
+
 class Config(_Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     agi: AgiConfig = Field(default_factory=AgiConfig)
@@ -279,6 +406,8 @@ class Config(_Section):
     http: HttpConfig = Field(default_factory=HttpConfig)
     speech: SpeechConfig = Field(default_factory=SpeechConfig)
     deflection: DeflectionConfig = Field(default_factory=DeflectionConfig)
+    desk: DeskConfig = Field(default_factory=DeskConfig)
+    broker: BrokerConfig = Field(default_factory=BrokerConfig)
     # Where the file was read from: relative paths in it are relative to this.
     base_dir: Path = Path(".")
     source: str = "<defaults>"
@@ -310,6 +439,15 @@ class Config(_Section):
 
     def mqtt_password(self) -> str | None:
         return self._secret(self.mqtt.password, self.mqtt.password_file, "mqtt.password_file")
+
+    def broker_admin_password(self) -> str | None:
+        """The project broker's dynamic security admin password ([broker])."""
+        b = self.broker
+        return self._secret(b.admin_password, b.admin_password_file, "broker.admin_password_file")
+
+    def broker_server_password(self) -> str | None:
+        """``[broker] server_username``'s password (``hotline mqtt users --project`` writes it)."""
+        return self._secret(None, self.broker.server_password_file, "broker.server_password_file")
 
     def database_url(self) -> str:
         """The database URL with a relative SQLite path made absolute."""

@@ -70,6 +70,15 @@ def _print_call(it: Interaction) -> None:
         print(f"  self-service {t}")
     if it.error:
         print(f"  error     {it.error}")
+    if it.disposition:
+        at = f" at {it.disposed_at:%Y-%m-%d %H:%M:%S}" if it.disposed_at else ""
+        print(f"  disposition  {it.disposition}  (agent {it.disposed_by or '-'}{at})")
+        if it.disposition_note:
+            # One line per line of the note, indented; the note is an agent's text:
+            # nothing in it may drive the terminal.
+            for line in it.disposition_note.splitlines() or [""]:
+                shown = "".join(ch if ch.isprintable() else "?" for ch in line)
+                print(f"  note         {shown}")
 
 
 def cmd_calls_list(cfg: Config, args: argparse.Namespace) -> int:

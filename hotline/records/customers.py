@@ -41,7 +41,43 @@ CSV_FIELDS = (
     "open_ticket",
     "pin",  # 4 to 8 digits, stored hashed; an empty cell leaves the PIN as it is
     "birth_date",  # YYYY-MM-DD; the caller keys it as DDMMYYYY
+    "flags",  # what an agent should know at a glance: "vip;churn_risk" (; or , between)
 )
+
+# A customer flag: a short lower-case name (vip, churn_risk, fraud_watch, ...).
+FLAG_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,31}")
+MAX_FLAGS = 8
+
+
+def parse_flags(text: str) -> tuple[str, ...]:
+    """Flags as the CSV or the database column holds them, in order, each once.
+
+    ValueError when one is not a flag name or there are more than ``MAX_FLAGS``.
+    """
+    out: list[str] = []
+    for raw in re.split(r"[;,]", text):
+        flag = raw.strip().lower()
+        if not flag:
+            continue
+        if not FLAG_PATTERN.fullmatch(flag):
+            raise ValueError(f"not a flag name (a-z, 0-9, _): {raw.strip()!r}")
+        if flag not in out:
+            out.append(flag)
+    if len(out) > MAX_FLAGS:
+        raise ValueError(f"{len(out)} flags: at most {MAX_FLAGS}")
+    return tuple(out)
+
+
+def _stored_flags(value: str | None) -> tuple[str, ...]:
+    """The flags column as read back (written by the import: valid; else best effort)."""
+    if not value:
+        return ()
+    try:
+        return parse_flags(value)
+    except ValueError:
+        log.warning("customer flags not understood; ignored")
+        return ()
+
 
 # What a ``verify`` step asks for: a PIN, the date of birth (DDMMYYYY) or the
 # last digits of the account number.
@@ -118,6 +154,8 @@ class Customer:
     last_bill_cents: int | None
     bill_due_date: date | None
     open_ticket: str | None
+    # vip, churn_risk, ...: what an agent should know at a glance.
+    flags: tuple[str, ...] = ()
 
     @property
     def first_name(self) -> str:
@@ -136,6 +174,7 @@ class Customer:
         d["last_bill_amount"] = None if self.last_bill_cents is None else self.last_bill_cents / 100
         d["first_name"] = self.first_name
         d["has_bill_due"] = self.has_bill_due
+        d["flags"] = list(self.flags)
         return d
 
 
@@ -151,6 +190,7 @@ _CUSTOMER_FIELDS = (
     "last_bill_cents",
     "bill_due_date",
     "open_ticket",
+    "flags",
 )
 
 
@@ -166,12 +206,16 @@ _BY_ACCOUNT = _lookup_by("account")
 
 def _customer(row: Any) -> Customer:
     """From an ORM row or a Core result row (both have the columns as attributes)."""
-    return Customer(**{name: getattr(row, name) for name in _CUSTOMER_FIELDS})
+    fields = {name: getattr(row, name) for name in _CUSTOMER_FIELDS}
+    fields["flags"] = _stored_flags(fields["flags"])
+    return Customer(**fields)
 
 
 def _customer_from_values(values: tuple[Any, ...]) -> Customer:
     """From a lookup's plain row: the values of ``_CUSTOMER_FIELDS``, in that order."""
-    return Customer(**dict(zip(_CUSTOMER_FIELDS, values, strict=True)))
+    fields = dict(zip(_CUSTOMER_FIELDS, values, strict=True))
+    fields["flags"] = _stored_flags(fields["flags"])
+    return Customer(**fields)
 
 
 def _cents(text: str, where: str) -> int | None:
@@ -368,6 +412,12 @@ def _read_csv(path: Path) -> list[dict[str, Any]]:
             }
             if "birth_date" in header:
                 values["birth_date"] = _date(rec.get("birth_date") or "", f"{where}: birth_date")
+            if "flags" in header:
+                try:
+                    flags = parse_flags(rec.get("flags") or "")
+                except ValueError as e:
+                    raise CustomerImportError(f"{where}: flags: {e}") from None
+                values["flags"] = ",".join(flags) or None
             if pin:
                 values["pin"] = pin
             out.append(values)

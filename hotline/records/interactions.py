@@ -14,6 +14,7 @@ import dataclasses
 import itertools
 import logging
 from collections import OrderedDict
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, NotRequired, TypedDict, cast
@@ -27,6 +28,9 @@ log = logging.getLogger("hotline.interactions")
 
 # deflected: the caller left with a self-service link or a booked callback.
 Outcome = Literal["in_progress", "self_served", "queued", "abandoned", "error", "deflected"]
+
+# A disposition's note is at most this long (the column's length).
+NOTE_MAX = 1000
 
 
 def utcnow() -> datetime:
@@ -105,6 +109,12 @@ class Interaction:
     link_token: str | None = None
     link_to: str | None = None
     link_sent_at: datetime | None = None
+    # What the agent who took the call recorded at wrap-up (cti/desk.py): a label
+    # configured for the queue, a note, who and when.  Never written by the IVR.
+    disposition: str | None = None
+    disposition_note: str | None = None
+    disposed_by: str | None = None
+    disposed_at: datetime | None = None
 
     @property
     def path(self) -> list[str]:
@@ -132,6 +142,10 @@ class Interaction:
             "self_service": self.self_service,
             "error": self.error,
             "link_sent_at": self.link_sent_at.isoformat() if self.link_sent_at else None,
+            "disposition": self.disposition,
+            "disposition_note": self.disposition_note,
+            "disposed_by": self.disposed_by,
+            "disposed_at": self.disposed_at.isoformat() if self.disposed_at else None,
         }
 
 
@@ -232,7 +246,15 @@ def _from_row(row: InteractionRow) -> Interaction:
         link_token=row.link_token,
         link_to=row.link_to,
         link_sent_at=row.link_sent_at,
+        disposition=row.disposition,
+        disposition_note=row.disposition_note,
+        disposed_by=row.disposed_by,
+        disposed_at=row.disposed_at,
     )
+
+
+# The agent's part of a record: kept apart from the IVR's saves (not in _FIELDS).
+_DISPOSITION = ("disposition", "disposition_note", "disposed_by", "disposed_at")
 
 
 class InteractionStore:
@@ -273,6 +295,11 @@ class InteractionStore:
         self.batches = 0  # statements issued, for tests and benchmarks
 
     def _remember(self, snapshot: Interaction) -> None:
+        known = self._recent.get(snapshot.id)
+        if known is not None and known.disposition is not None and snapshot.disposition is None:
+            # An IVR save never carries the agent's disposition; the row keeps it.
+            for name in _DISPOSITION:
+                setattr(snapshot, name, getattr(known, name))
         for key in (snapshot.id, snapshot.call_id):
             self._recent[key] = snapshot
             self._recent.move_to_end(key)
@@ -417,6 +444,72 @@ class InteractionStore:
             q = q.where(or_(t.link_sent_at < at, and_(t.link_sent_at == at, t.id <= up_to.id)))
         async with self._db.sessions() as s:
             return int(await s.scalar(q) or 0)
+
+    async def dispose(
+        self, key: str, disposition: str, note: str, by: str, at: datetime | None = None
+    ) -> Interaction | None:
+        """Record an agent's disposition on a call's record (by interaction id, else
+        the newest record of that call id); None when there is no such record.
+
+        A second disposition replaces the first.  The caller validates the label
+        and the note (``NOTE_MAX``).
+        """
+        await self.flush()  # the IVR's latest save first: this update must land on it
+        async with self._db.sessions() as s, s.begin():
+            row = await s.get(InteractionRow, key)
+            if row is None:
+                row = await s.scalar(
+                    select(InteractionRow)
+                    .where(InteractionRow.call_id == key)
+                    .order_by(InteractionRow.started_at.desc())
+                    .limit(1)
+                )
+            if row is None:
+                return None
+            row.disposition = disposition
+            row.disposition_note = note or None
+            row.disposed_by = by
+            row.disposed_at = at or utcnow()
+            done = _from_row(row)
+        for cached_key in (done.id, done.call_id):
+            cached = self._recent.get(cached_key)
+            if cached is not None and cached.id == done.id:
+                for name in _DISPOSITION:
+                    setattr(cached, name, getattr(done, name))
+        return done
+
+    async def history(
+        self,
+        *,
+        customer_id: int | None,
+        caller: str | None,
+        limit: int = 5,
+        exclude: Collection[str] = (),
+    ) -> list[Interaction]:
+        """A customer's or a number's latest records, newest first, at most ``limit``,
+        without those whose id or call id is in ``exclude`` (the call being popped).
+
+        Two bounded range scans (``ix_interactions_customer_started``,
+        ``ix_interactions_caller_started``) merged here, rather than one ``OR``
+        a planner may not run on the indexes.
+        """
+        await self.flush()
+        t = InteractionRow
+        fetch = limit + len(exclude)
+        wheres = []
+        if customer_id is not None:
+            wheres.append(t.customer_id == customer_id)
+        if caller:
+            wheres.append(t.caller_number == caller)
+        found: dict[str, Interaction] = {}
+        async with self._db.sessions() as s:
+            for where in wheres:
+                q = select(t).where(where).order_by(t.started_at.desc()).limit(fetch)
+                for row in await s.scalars(q):
+                    found.setdefault(row.id, _from_row(row))
+        rows = [i for i in found.values() if i.id not in exclude and i.call_id not in exclude]
+        rows.sort(key=lambda i: (i.started_at, i.id), reverse=True)
+        return rows[:limit]
 
     async def recent(self, limit: int = 20, caller: str | None = None) -> list[Interaction]:
         await self.flush()

@@ -64,6 +64,9 @@ class CustomerRow(Base):
     # 0007): the PIN only as a salted scrypt hash (hotline.records.customers).
     pin_hash: Mapped[str | None] = mapped_column(String(255), nullable=True)
     birth_date: Mapped[date | None] = mapped_column(Date, nullable=True)
+    # What an agent should know at a glance, comma-separated names (vip,churn_risk;
+    # migration 0009): text, so the call path's point reads can read it.
+    flags: Mapped[str | None] = mapped_column(String(200), nullable=True)
 
 
 class InteractionRow(Base):
@@ -99,10 +102,18 @@ class InteractionRow(Base):
     )
     link_to: Mapped[str | None] = mapped_column(String(32), nullable=True)
     link_sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    # What the agent who took the call recorded at wrap-up (migration 0009).
+    disposition: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    disposition_note: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+    disposed_by: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    disposed_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
     __table_args__ = (
         Index("ix_interactions_outcome_started", "outcome", "started_at"),
         Index("ix_interactions_link_to_sent", "link_to", "link_sent_at"),
+        # A screen pop's history: a customer's or a number's latest calls.
+        Index("ix_interactions_customer_started", "customer_id", "started_at"),
+        Index("ix_interactions_caller_started", "caller_number", "started_at"),
     )
 
 
