@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from cti import setup as cti_feature
+from cti.desktop import setup as desktop_feature
 from hotline.config import Config
 from hotline.deflection import setup as deflection_feature
 from hotline.recordings import setup as recordings_feature
@@ -29,7 +30,7 @@ from hotline.records.customers import CustomerDirectory
 from hotline.records.interactions import InteractionStore
 from hotline.records.users import Users
 from hotline.storage.db import Database
-from hotline.web import HealthReport, Routes, build_web_app, serving
+from hotline.web import HealthReport, Routes, SessionHooks, build_web_app, serving
 from ivr import setup as ivr_feature
 
 log = logging.getLogger("hotline")
@@ -144,12 +145,22 @@ async def running(cfg: Config, role: Role = "all") -> AsyncIterator[Server]:
         server = Server(db, directory, interactions, ivr, cti, recordings, deflection)
         if serves_web and audit is not None:
             routes: list[Routes] = [recordings.routes] if recordings else []
+            hooks: list[SessionHooks] = []
+            connect_src: list[str] = []
+            if cti is not None:
+                # The agent desktop: its page, its API, a broker login per session.
+                desktop = await stack.enter_async_context(desktop_feature.setup(cfg, cti))
+                routes.append(desktop.routes)
+                hooks.append(desktop.sessions)
+                connect_src += desktop.connect_src
             app = build_web_app(
                 Users(db),
                 audit,
                 session_ttl_s=cfg.http.session_ttl_s,
                 health=server.health,
                 routes=routes,
+                session_hooks=hooks,
+                connect_src=connect_src,
             )
             await stack.enter_async_context(serving(app, cfg.http.host, cfg.http.port))
             log.info("HTTP API listening", extra={"address": f"{cfg.http.host}:{cfg.http.port}"})

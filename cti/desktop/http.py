@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from aiohttp import web
 
+from cti.desk import DeskError
 from cti.desktop.page import agent_page
 from hotline.records.users import Actor
 from hotline.web import ACTOR_KEY, SESSION_KEY, Routes, Session, error
@@ -37,9 +38,14 @@ MAX_NOTE = 1000
 
 
 class BrokerLogin(Protocol):
-    username: str
-    password: str
-    client_id_prefix: str
+    @property
+    def username(self) -> str: ...
+
+    @property
+    def password(self) -> str: ...
+
+    @property
+    def client_id_prefix(self) -> str: ...
 
 
 class LoginIssuer(Protocol):
@@ -94,10 +100,15 @@ class DesktopSessions:
             # must not keep the agent from signing in.
             log.exception("could not issue a broker login for agent %s", agent)
 
-    async def login_for(self, session: Session) -> BrokerLogin:
+    async def login_for(self, session: Session, *, renew: bool = False) -> BrokerLogin:
+        """The session's broker login; with ``renew`` a new one (the broker refused the
+        old one, e.g. after it restarted without it), the old one revoked."""
         found = self._logins.get(session.id)
-        if found is not None:
+        if found is not None and not renew:
             return found
+        if found is not None:
+            del self._logins[session.id]
+            await self._revoke(found.username)
         agent = session.actor.agent
         assert agent is not None
         login = await self._issuer.issue(agent, self._queues_of(agent))
@@ -156,7 +167,8 @@ def desktop_routes(desk: Desk, sessions: DesktopSessions, settings: DesktopSetti
         if agent is None:
             return error(403, "not an agent")
         try:
-            login = await sessions.login_for(request[SESSION_KEY])
+            renew = request.query.get("renew") == "1"
+            login = await sessions.login_for(request[SESSION_KEY], renew=renew)
         except Exception as e:
             log.warning("broker login for agent %s failed: %s", agent, e)
             return error(503, "the broker cannot issue a login now; retrying")
@@ -241,17 +253,14 @@ def desktop_routes(desk: Desk, sessions: DesktopSessions, settings: DesktopSetti
     return add
 
 
-async def _apply(change: Callable[[], Any]) -> web.StreamResponse:
-    """Run a desk change; its refusal (a DeskError) is the client's 409, anything else 502."""
+async def _apply(change: Callable[[], Awaitable[None]]) -> web.StreamResponse:
+    """Run a desk change: a refusal (:class:`DeskError`) answers with its own status and
+    message for the agent; anything else is logged and answered 502."""
     try:
         await change()
-    except ValueError as e:
-        return error(400, str(e))
-    except LookupError as e:
-        return error(404, str(e))
-    except Exception as e:
-        if type(e).__name__.endswith("Error") and hasattr(e, "status"):
-            return error(int(e.status), str(e))
+    except DeskError as e:
+        return error(e.status, str(e))
+    except Exception:
         log.exception("agent desk change failed")
-        return error(502, "Asterisk did not take the change; try again")
+        return error(502, "the change could not be made; try again")
     return web.json_response({"ok": True})

@@ -122,7 +122,7 @@ function renderPop(pop) {
       const pressed = step.input || (ivr.inputs || {})[step.node];
       const bits = [step.node];
       if (pressed) bits.push(`→ ${pressed}`);
-      if (step.transcript) bits.push(`“${step.transcript}”`);
+      if (step.said) bits.push(`“${step.said}”`);
       if (step.result) bits.push(`(${step.result})`);
       steps.append(el("li", { text: bits.join(" ") }));
     }
@@ -136,9 +136,11 @@ function renderPop(pop) {
   if (history.length) {
     const list = el("ul", { class: "history", "data-testid": "history" });
     for (const h of history) {
-      const when = (h.started_at || h.at || "").replace("T", " ").slice(0, 16);
-      const what = [h.channel || "call", h.intent, h.outcome, h.disposition].filter(Boolean).join(" · ");
-      list.append(el("li", { text: `${when} ${what}${h.note ? ` – ${h.note}` : ""}` }));
+      const when = (h.at || h.started_at || "").replace("T", " ").slice(0, 16);
+      const what = [h.kind || "call", h.outcome, h.disposition].filter(Boolean).join(" · ");
+      const summary = h.summary ? ` – ${h.summary}` : "";
+      const note = h.disposition_note ? ` (“${h.disposition_note}”)` : "";
+      list.append(el("li", { text: `${when} ${what}${summary}${note}` }));
     }
     card.append(el("h3", { text: t("agent.history") }), list);
   }
@@ -152,17 +154,25 @@ function renderState(s) {
   const label = $("#state");
   label.textContent = s.state;
   label.dataset.phase = phase;
-  $("#phase").textContent = t(`agent.phase.${phase}`) + (s.pause_reason ? ` – ${s.pause_reason}` : "");
+  // The phase as the phone reads it, where it says more than Asterisk's state.
+  const said = t(`agent.phase.${phase}`);
+  const reason = s.pause_reason && phase === "paused" ? ` – ${s.pause_reason}` : "";
+  $("#phase").textContent = said.toLowerCase() === String(s.state).toLowerCase() ? reason.slice(3) : said + reason;
   const wrap = $("#wrapup");
   const inWrapup = phase === "wrapup" || (s.pause_reason || "").toLowerCase() === "wrap-up";
   wrap.hidden = !(inWrapup && ui.lastCall);
   $("#wrapup-idle").hidden = !wrap.hidden;
-  if (s.wrapup_until) {
-    const left = Math.max(0, Math.round(s.wrapup_until - Date.now() / 1000));
-    $("#wrapup-left").textContent = t("agent.wrapup_left", { s: left });
-  }
+  tickWrapup();
   if ((phase === "talking" || phase === "ringing") && ui.call) ui.lastCall = ui.call;
 }
+
+function tickWrapup() {
+  const until = ui.state && ui.state.wrapup_until;
+  $("#wrapup-left").textContent = until
+    ? t("agent.wrapup_left", { s: Math.max(0, Math.round(until - Date.now() / 1000)) })
+    : "";
+}
+setInterval(tickWrapup, 1000);
 
 function renderQueue(q) {
   const id = `queue-${q.queue}`;
@@ -171,7 +181,7 @@ function renderQueue(q) {
     row = el("tr", { id, "data-testid": "queue-row" });
     $("#queues tbody").append(row);
   }
-  const sl = q.service_level === undefined || q.service_level === null ? "–" : `${Math.round(q.service_level * 100)}%`;
+  const sl = q.service_level_pct === undefined || q.service_level_pct === null ? "–" : `${Math.round(q.service_level_pct)}%`;
   row.replaceChildren(
     el("th", { text: q.queue, scope: "row" }),
     el("td", { text: String(q.waiting ?? 0) }),
@@ -199,8 +209,8 @@ async function connect() {
     keepalive: 20,
     // Every (re)connect asks the server again: a refreshed or re-issued login
     // takes effect, and a session that ended sends the page to the login page.
-    credentials: async () => {
-      const fresh = await api("/api/agent/session");
+    credentials: async (refused) => {
+      const fresh = await api(refused ? "/api/agent/session?renew=1" : "/api/agent/session");
       return { username: fresh.mqtt.username, password: fresh.mqtt.password };
     },
   });
@@ -249,7 +259,8 @@ async function finishWrapup(event) {
 }
 
 function fillDispositions(queue) {
-  const list = (ui.desk.dispositions || {})[queue] || ui.desk.dispositions_default || [];
+  const all = ui.desk.dispositions || {};
+  const list = all[queue] || Object.values(all)[0] || [];
   $("#disposition").replaceChildren(el("option", { value: "", text: "–" }), ...list.map((d) => el("option", { value: d, text: d })));
 }
 
@@ -301,7 +312,13 @@ async function main() {
   // topic says it too, as soon as the broker answers).
   const now = ui.desk.snapshot || {};
   if (now.state) renderState(now.state);
-  if (now.pop) { renderPop(now.pop); ui.lastCall = now.pop; fillDispositions(now.pop.queue); }
+  if (now.pop) { renderPop(now.pop); ui.lastCall = now.pop; }
+  if (now.to_dispose) {
+    // Reloaded in wrap-up: the call to dispose is the one the server remembers.
+    ui.lastCall = { ...(ui.lastCall || {}), call_id: now.to_dispose.call_id, queue: now.to_dispose.queue };
+    fillDispositions(now.to_dispose.queue);
+    if (now.state) renderState(now.state);
+  }
   for (const q of now.queues || []) renderQueue(q);
   await connect();
 }

@@ -88,7 +88,12 @@ export class MqttClient extends EventTarget {
   }
 
   async connect() {
-    if (this.options.credentials) Object.assign(this.options, await this.options.credentials());
+    // Fresh credentials on every (re)connect; after a refusal the server is asked
+    // for a new login (the broker may have lost the old one).
+    if (this.options.credentials) {
+      Object.assign(this.options, await this.options.credentials(this.refused === true));
+    }
+    this.refused = false;
     const o = this.options;
     this.setState("connecting");
     const ws = new WebSocket(o.url, ["mqtt"]);
@@ -133,6 +138,7 @@ export class MqttClient extends EventTarget {
       if (code !== 0) {
         // A refused login will not get better by retrying with the same one: the
         // page fetches fresh credentials (its session may have ended) and tries again.
+        this.refused = true;
         this.setState("reconnecting", { refused: REFUSED[code] || `code ${code}` });
         this.ws.close();
         return;
