@@ -220,6 +220,7 @@ async def main() -> int:
     await db.migrate()
     added, updated = await CustomerDirectory(db).import_csv(REPO / "dialplans/data/customers.csv")
     say(f"customer directory: {added} added, {updated} updated")
+    logins = await demo_agent_logins(db)
     say("rendering prompts (TTS, cached)")
     build = await asyncio.create_subprocess_exec(
         str(REPO / ".venv/bin/hotline"), "-c", str(REPO / "hotline.toml"), "prompts", "build"
@@ -298,10 +299,43 @@ async def main() -> int:
     print(story(it, answered, pop, rec))
     code = await callback_demo(cfg, broker)
     print(
-        f"\nMore: .venv/bin/hotline calls show {it.call_id}   |   hotline callbacks list   |   "
+        f"\nAgent desktop: http://{cfg.http.host}:{cfg.http.port}/login  "
+        f"(agents ann = 1001, bob = 1002; their passwords are in {logins.relative_to(REPO)})"
+    )
+    print(
+        f"More: .venv/bin/hotline calls show {it.call_id}   |   hotline callbacks list   |   "
         "make asterisk-cli   |   make demo-stop"
     )
     return code
+
+
+DEMO_AGENTS = {"ann": "1001", "bob": "1002"}
+
+
+async def demo_agent_logins(db: Database) -> Path:
+    """Users of role agent for the desktop (ann: 1001, bob: 1002), made once; their
+    passwords go to .run/demo-logins (0600), never to the terminal or a log."""
+    import secrets
+
+    from hotline.records.users import Users
+
+    path = REPO / ".run" / "demo-logins"
+    users = Users(db)
+    known = {name for name, _role in await users.list()}
+    lines = []
+    for name, agent in DEMO_AGENTS.items():
+        if name in known:
+            continue
+        password = secrets.token_urlsafe(12)
+        await users.add(name, "agent", password, agent=agent)
+        lines.append(f"{name} {password}  # agent {agent}\n")
+    if lines:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "a") as f:
+            f.writelines(lines)
+    say(f"agent desktop users: {', '.join(f'{n} ({a})' for n, a in DEMO_AGENTS.items())}")
+    return path
 
 
 async def callback_demo(cfg: Config, broker: DemoBroker) -> int:
