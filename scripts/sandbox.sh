@@ -9,6 +9,7 @@
 #   scripts/sandbox.sh down    stop Asterisk, leave no process and no mount behind
 #   scripts/sandbox.sh cli     attach the Asterisk console (or: cli "core show channels")
 #   scripts/sandbox.sh status  exit 0 when Asterisk is up and AMI answers
+#   scripts/sandbox.sh members log the demo's agents in to their queues again, in order
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -127,7 +128,24 @@ up() {
     setsid chroot "$ROOT" /usr/sbin/asterisk -f -U root -G root -n </dev/null >"$RUN/asterisk.out" 2>&1 &
   fi
   wait_booted
+  members
   log "ready: $(in_root /usr/sbin/asterisk -rx 'core show version' | head -1) (AMI 127.0.0.1:$AMI_PORT, SIP 127.0.0.1:5060)"
+}
+
+# The demo's agents logged in to their queues, in the file's order (removed
+# first: a test or an agent may have logged out, or in out of order).
+members() {
+  running || die "Asterisk is not running (scripts/sandbox.sh up)"
+  local queue iface name
+  while read -r queue iface name; do
+    case "$queue" in ''|'#'*) continue ;; esac
+    in_root /usr/sbin/asterisk -rx "queue remove member $iface from $queue" >/dev/null 2>&1 || true
+  done <"$REPO/asterisk-config/queue-members.txt"
+  while read -r queue iface name; do
+    case "$queue" in ''|'#'*) continue ;; esac
+    in_root /usr/sbin/asterisk -rx \
+      "queue add member $iface to $queue penalty 0 as $name state_interface $iface" >/dev/null
+  done <"$REPO/asterisk-config/queue-members.txt"
 }
 
 down() {
@@ -146,6 +164,7 @@ down() {
 
 case "${1:-}" in
   up) up ;;
+  members) members ;;
   down) down ;;
   status) running && ami_answers ;;
   cli)

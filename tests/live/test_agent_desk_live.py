@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -23,7 +24,6 @@ import pytest
 
 from cti import setup as cti_feature
 from cti.ami import AmiEvent
-from cti.desk import StaticMembership
 from harness.mqtt import project_broker_env, server_login
 from harness.sipp import Agent, Audio, Dtmf, Keys, Pause, run_caller
 from harness.wait import wait_for
@@ -135,10 +135,6 @@ async def test_a_paused_agent_is_paused_in_asterisk_and_not_rung(
     shown = await retained_state(cfg, "1001", "paused")
     assert (shown["pause_reason"], shown["state"]) == ("Break", "paused")
 
-    # Asterisk's membership is static here: the desk says so rather than pretend.
-    with pytest.raises(StaticMembership):
-        await cti.desk.set_state("1001", "logout")
-
     caller = "5550481"
     await billing_call(caller, Agent("1001"), Agent("1002"))
     assert [who for number, who in rung if number == caller] == ["1002"]
@@ -179,3 +175,22 @@ async def test_after_a_call_wrap_up_for_wrapup_s_then_ready_or_finished_early(
     await wait_for(lambda: cti.state.agents["1001"].phase == "ready", 3, what="finished")
     assert (await member(cti, "1001"))["Paused"] == "0"
     assert (await retained_state(cfg, "1001", "ready"))["wrapup_until"] is None
+
+
+async def test_log_out_removes_the_agent_from_asterisk_and_log_in_brings_them_back(
+    desk_cti: tuple[cti_feature.Cti, Config],
+) -> None:
+    cti, _cfg = desk_cti
+    try:
+        await cti.desk.set_state("1002", "logout")
+        reply = await cti.ami.action({"Action": "QueueStatus", "Member": "PJSIP/agent1002"})
+        assert not [m for m in reply if m.get("Event") == "QueueMember"], reply
+        await wait_for(lambda: cti.state.agents["1002"].phase == "offline", 5, what="offline")
+        await cti.desk.set_state("1002", "login")
+        reply = await cti.ami.action({"Action": "QueueStatus", "Member": "PJSIP/agent1002"})
+        queues = sorted(str(m["Queue"]) for m in reply if m.get("Event") == "QueueMember")
+        assert queues == ["billing", "support"]
+        await wait_for(lambda: cti.state.agents["1002"].phase == "ready", 5, what="ready again")
+    finally:
+        # Logging in again put 1002 after 1003 in support: the demo's order back.
+        subprocess.run([str(REPO / "scripts" / "sandbox.sh"), "members"], check=True)

@@ -236,6 +236,20 @@ async def test_pause_from_the_page_is_what_asterisk_does_then_ready(site: Site) 
         await page.get_by_test_id("state-ready").click()
         await page.get_by_test_id("agent-state").filter(has_text="available").wait_for()
         assert (await paused(site, "1001"))[0] == "0"
+        # Leave the queues, then join them again: QueueRemove / QueueAdd in Asterisk.
+        try:
+            await page.get_by_test_id("state-logout").click()
+            await page.locator("#phase").filter(has_text="logged out").wait_for()
+            reply = await site.cti.ami.action(
+                {"Action": "QueueStatus", "Member": "PJSIP/agent1001"}
+            )
+            assert not [m for m in reply if m.get("Event") == "QueueMember"]
+            await page.get_by_test_id("state-login").click()
+            await page.get_by_test_id("agent-state").filter(has_text="available").wait_for()
+            assert (await paused(site, "1001"))[0] == "0"
+        finally:
+            # The demo's ring order (linear: the order members were added) back.
+            subprocess.run([str(REPO / "scripts" / "sandbox.sh"), "members"], check=True)
 
 
 async def test_a_reload_mid_call_restores_the_card_and_the_state(site: Site) -> None:
