@@ -56,11 +56,20 @@ function flash(message) {
 }
 
 // -- the ring -----------------------------------------------------------------------------
+// The audio context is made on the agent's first click or key on the page:
+// browsers keep a context made without a gesture silent, and making one takes
+// tens of milliseconds (it must never delay a card).
 let audio = null;
+function unlockAudio() {
+  if (audio) return;
+  try { audio = new AudioContext(); } catch (e) { audio = null; }
+}
+for (const kind of ["pointerdown", "keydown"]) {
+  document.addEventListener(kind, unlockAudio, { once: true, capture: true });
+}
 function ring() {
-  if (ui.muted) return;
+  if (ui.muted || !audio) return;
   try {
-    audio = audio || new AudioContext();
     for (const start of [0, 0.45]) {
       const osc = audio.createOscillator();
       const gain = audio.createGain();
@@ -222,8 +231,8 @@ async function connect() {
     try { data = JSON.parse(payload); } catch { return; }
     if (topic.endsWith("/screenpop")) {
       renderPop(data);
-      ring();
-      notify(data);
+      // The card first; the ring and the notification after it is drawn.
+      setTimeout(() => { ring(); notify(data); }, 0);
     } else if (topic.endsWith("/state")) renderState(data);
     else if (topic.endsWith("/stats")) renderQueue(data);
   });
