@@ -188,7 +188,7 @@ def desktop_routes(desk: Desk, sessions: DesktopSessions, settings: DesktopSetti
                 "pause_reasons": list(settings.pause_reasons),
                 "dispositions": {q: list(d) for q, d in settings.dispositions.items()},
                 "wrapup_s": settings.wrapup_s,
-                "snapshot": desk.snapshot(agent),
+                "snapshot": _snapshot(desk, agent),
             },
             headers={"Cache-Control": "no-store"},
         )
@@ -251,6 +251,16 @@ def desktop_routes(desk: Desk, sessions: DesktopSessions, settings: DesktopSetti
         app.router.add_static("/static/agent/", STATIC, append_version=False)
 
     return add
+
+
+def _snapshot(desk: Desk, agent: str) -> Mapping[str, Any] | None:
+    """What is going on now; None for an agent Asterisk has not reported (yet): the
+    page still loads and learns the state from the broker when it comes."""
+    try:
+        return desk.snapshot(agent)
+    except DeskError as e:
+        log.info("no snapshot for agent %s: %s", agent, e)
+        return None
 
 
 async def _apply(change: Callable[[], Awaitable[None]]) -> web.StreamResponse:

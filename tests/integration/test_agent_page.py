@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestServer
 
+from cti.desk import UnknownAgent
 from cti.desktop.http import DesktopSessions, DesktopSettings, desktop_routes
 from harness.browser import chromium
 from hotline.records.audit import AuditLog
@@ -61,6 +62,8 @@ class Desk:
         self.changes.append(("dispose", agent, call_id, disposition, note))
 
     def snapshot(self, agent: str) -> Mapping[str, Any]:
+        if agent not in ("1001", "1002"):
+            raise UnknownAgent(f"no agent {agent}")
         return {"state": {"agent": agent, "state": "available", "phase": "ready"}}
 
 
@@ -69,6 +72,7 @@ async def site(db: Database, tmp_path: Path) -> AsyncIterator[tuple[TestServer, 
     users = Users(db)
     await users.add("ann", "agent", "ann-password-1", agent="1001")
     await users.add("carol", "compliance", "carol-password-1")
+    await users.add("zed", "agent", "zed-password-1", agent="1009")  # Asterisk has no 1009
     audit = AuditLog.open(db, tmp_path / "keys" / "audit.key", tmp_path / "audit.jsonl")
     issuer, desk = Issuer(), Desk()
     settings = DesktopSettings(
@@ -167,3 +171,23 @@ async def test_a_compliance_officer_cannot_open_the_agent_page(
         response = await page.goto(str(server.make_url("/agent")))
         assert response is not None and response.status == 403
     assert issuer.issued == []
+
+
+async def test_an_agent_asterisk_does_not_know_still_gets_the_page(
+    site: tuple[TestServer, Issuer, Desk],
+) -> None:
+    server, issuer, _desk = site
+    async with chromium() as browser:
+        page = await browser.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        await page.goto(str(server.make_url("/login")))
+        await page.fill('input[name="name"]', "zed")
+        await page.fill('input[name="password"]', "zed-password-1")
+        await page.click('button[type="submit"]')
+        await page.wait_for_url("**/agent")
+        await page.get_by_test_id("connection").filter(has_text="reconnecting").wait_for()
+        assert "1009" in await page.locator("#who").inner_text()
+        assert await page.locator("#notice").is_hidden()  # no error shown
+        assert errors == []
+    assert issuer.issued == ["1009"]
