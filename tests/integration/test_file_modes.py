@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import signal
 import socket
 import stat
@@ -72,7 +71,6 @@ def test_a_database_found_readable_by_others_is_made_0600(tmp_path: Path) -> Non
     assert mode(db) == 0o600
 
 
-@pytest.mark.skipif(shutil.which("mosquitto_passwd") is None, reason="needs mosquitto_passwd")
 def test_broker_passwords_are_0600_and_an_old_file_is_replaced(tmp_path: Path) -> None:
     out = tmp_path / "mosquitto"
     out.mkdir()
