@@ -57,11 +57,9 @@ covers.  A file without the magic is a plain WAV (:class:`NotEncrypted`).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import secrets
-import stat
 import struct
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -72,8 +70,13 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
-from hotline.records.seal import KeyFileError
-from hotline.storage.files import fsync_dir
+from hotline.storage.keyfile import (
+    KeyFileError,
+    KeyKind,
+    append_key,
+    ensure_key_file,
+    load_keys,
+)
 
 __all__ = [
     "CHUNK_SIZE",
@@ -145,13 +148,16 @@ def site_key_id(key: bytes) -> str:
     return hashlib.sha256(b"hotline-recording-key" + key).hexdigest()[:_KEY_ID_LEN]
 
 
-def _key_line(key: bytes) -> bytes:
-    return f"{site_key_id(key)} {key.hex()}\n".encode()
+# AES-256 keys only (32 bytes).
+SITE_KEYS = KeyKind("recording key file", site_key_id, KEY_BYTES, KEY_BYTES, KEY_BYTES)
 
 
 @dataclass(frozen=True)
 class SiteKeys:
-    """AES-256 site keys by id; ``current`` wraps the data keys of new files."""
+    """AES-256 site keys by id; ``current`` wraps the data keys of new files.
+
+    Kept in a key file like the audit key (:mod:`hotline.storage.keyfile`).
+    """
 
     keys: Mapping[str, bytes]
     current: str
@@ -163,90 +169,25 @@ class SiteKeys:
     @classmethod
     def generate(cls) -> SiteKeys:
         """One new random key (tests; nothing is written)."""
-        key = secrets.token_bytes(KEY_BYTES)
+        key = SITE_KEYS.new_key()
         return cls({site_key_id(key): key}, site_key_id(key))
 
     @classmethod
     def load(cls, key_file: Path) -> SiteKeys:
         """Every key in ``key_file``; the last one is current."""
-        try:
-            st = key_file.stat()
-            text = key_file.read_text()
-        except OSError as e:
-            raise KeyFileError(f"recording key file {key_file}: {e.strerror}") from e
-        if st.st_mode & 0o077:
-            raise KeyFileError(
-                f"recording key file {key_file}: mode {stat.S_IMODE(st.st_mode):04o} lets "
-                "others read it; chmod 600 it"
-            )
-        keys: dict[str, bytes] = {}
-        current = ""
-        for n, raw in enumerate(text.splitlines(), start=1):
-            line = raw.split("#", 1)[0].strip()
-            if not line:
-                continue
-            parts = line.split()
-            try:
-                if len(parts) != 2:
-                    raise ValueError
-                kid, key = parts[0], bytes.fromhex(parts[1])
-            except ValueError:
-                raise KeyFileError(
-                    f"recording key file {key_file}:{n}: not 'KEY_ID HEX_KEY'"
-                ) from None
-            if len(key) != KEY_BYTES:
-                raise KeyFileError(f"recording key file {key_file}:{n}: key is not 32 bytes")
-            if site_key_id(key) != kid:
-                raise KeyFileError(f"recording key file {key_file}:{n}: key id does not fit")
-            keys[kid] = key
-            current = kid
-        if not keys:
-            raise KeyFileError(f"recording key file {key_file}: no key in it")
-        return cls(keys, current)
+        return cls(*load_keys(key_file, SITE_KEYS))
 
     @classmethod
     def load_or_create(cls, key_file: Path) -> SiteKeys:
         """The keys in ``key_file``, creating it (0600, folders 0700) with one key if missing."""
-        if not key_file.exists():
-            _create_key_file(key_file)
+        ensure_key_file(key_file, SITE_KEYS)
         return cls.load(key_file)
 
     @classmethod
     def rotate(cls, key_file: Path) -> SiteKeys:
         """Append a new key: it wraps from now on; files wrapped by older ones still open."""
-        cls.load(key_file)  # refuse to append to a file we would not read
-        fd = os.open(key_file, os.O_WRONLY | os.O_APPEND)
-        try:
-            os.write(fd, _key_line(secrets.token_bytes(KEY_BYTES)))  # one write: O_APPEND
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        append_key(key_file, SITE_KEYS)
         return cls.load(key_file)
-
-
-def _create_key_file(key_file: Path) -> None:
-    folder = key_file.parent
-    missing = [p for p in (folder, *folder.parents) if not p.exists()]
-    for p in reversed(missing):
-        with contextlib.suppress(FileExistsError):
-            p.mkdir(mode=0o700)
-    # Written whole under a temporary name, then linked in place: two processes
-    # starting at once both end with the one file, never with an empty one.
-    tmp = folder / f".{key_file.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, _key_line(secrets.token_bytes(KEY_BYTES)))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        os.link(tmp, key_file)
-    except FileExistsError:
-        pass  # another process made it first: use theirs
-    finally:
-        tmp.unlink()
-    fsync_dir(folder)
 
 
 # -- the header ------------------------------------------------------------------------------

@@ -17,19 +17,25 @@ from two processes never interleave.  Removing entries from the database
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import json
 import os
-import secrets
-import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from hotline.storage.files import fsync_dir
+from hotline.storage.keyfile import (
+    KeyFileError,
+    KeyKind,
+    append_key,
+    ensure_key_file,
+    load_keys,
+)
+
+__all__ = ["KeyFileError", "Sealer", "key_id"]  # KeyFileError: where callers import it from
 
 KEY_BYTES = 32
 _ENTRY = b"hotline-audit-entry-v1:"
@@ -37,16 +43,12 @@ _CHECKPOINT = b"hotline-audit-checkpoint-v1:"
 _RECORDING = b"hotline-recording-v1:"
 
 
-class KeyFileError(Exception):
-    """The key file cannot be read, is malformed, or is readable by others."""
-
-
 def key_id(key: bytes) -> str:
     return hashlib.sha256(b"hotline-audit-key" + key).hexdigest()[:16]
 
 
-def _key_line(key: bytes) -> str:
-    return f"{key_id(key)} {key.hex()}\n"
+# Keys of at least 16 bytes (those made here: 32).
+AUDIT_KEYS = KeyKind("audit key file", key_id, KEY_BYTES, 16, 1024)
 
 
 @dataclass(frozen=True)
@@ -87,92 +89,30 @@ class Sealer:
             return None
         return hmac.compare_digest(self._mac(key, message), seal)
 
-    # -- the key file -------------------------------------------------------------
+    # -- the key file (hotline.storage.keyfile) -----------------------------------
 
     @classmethod
     def generate(cls) -> Sealer:
         """A sealer with one new random key (tests; nothing is written)."""
-        key = secrets.token_bytes(KEY_BYTES)
+        key = AUDIT_KEYS.new_key()
         return cls({key_id(key): key}, key_id(key))
 
     @classmethod
     def load(cls, key_file: Path) -> Sealer:
         """Every key in ``key_file``; the last one is current."""
-        try:
-            st = key_file.stat()
-            text = key_file.read_text()
-        except OSError as e:
-            raise KeyFileError(f"audit key file {key_file}: {e.strerror}") from e
-        if st.st_mode & 0o077:
-            raise KeyFileError(
-                f"audit key file {key_file}: mode {stat.S_IMODE(st.st_mode):04o} lets others "
-                "read it; chmod 600 it"
-            )
-        keys: dict[str, bytes] = {}
-        current = ""
-        for n, line in enumerate(text.splitlines(), start=1):
-            line = line.split("#", 1)[0].strip()
-            if not line:
-                continue
-            parts = line.split()
-            try:
-                if len(parts) != 2:
-                    raise ValueError
-                kid, key = parts[0], bytes.fromhex(parts[1])
-            except ValueError:
-                raise KeyFileError(f"audit key file {key_file}:{n}: not 'KEY_ID HEX_KEY'") from None
-            if len(key) < 16 or key_id(key) != kid:
-                raise KeyFileError(f"audit key file {key_file}:{n}: key id does not fit the key")
-            keys[kid] = key
-            current = kid
-        if not keys:
-            raise KeyFileError(f"audit key file {key_file}: no key in it")
-        return cls(keys, current)
+        return cls(*load_keys(key_file, AUDIT_KEYS))
 
     @classmethod
     def load_or_create(cls, key_file: Path) -> Sealer:
         """The keys in ``key_file``, creating it (0600, folder 0700) with one key if missing."""
-        if not key_file.exists():
-            _create_key_file(key_file)
+        ensure_key_file(key_file, AUDIT_KEYS)
         return cls.load(key_file)
 
     @classmethod
     def rotate(cls, key_file: Path) -> Sealer:
         """Append a new key to ``key_file``: it seals from now on; the old ones still verify."""
-        cls.load(key_file)  # refuse to append to a file we would not read
-        line = _key_line(secrets.token_bytes(KEY_BYTES)).encode()
-        fd = os.open(key_file, os.O_WRONLY | os.O_APPEND)
-        try:
-            os.write(fd, line)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        append_key(key_file, AUDIT_KEYS)
         return cls.load(key_file)
-
-
-def _create_key_file(key_file: Path) -> None:
-    folder = key_file.parent
-    missing = [p for p in (folder, *folder.parents) if not p.exists()]
-    for p in reversed(missing):
-        with contextlib.suppress(FileExistsError):
-            p.mkdir(mode=0o700)
-    # Written whole under a temporary name, then linked in place: two processes
-    # starting at once both end with the one file, never with an empty one.
-    tmp = folder / f".{key_file.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, _key_line(secrets.token_bytes(KEY_BYTES)).encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        os.link(tmp, key_file)
-    except FileExistsError:
-        pass  # another process made it first: use theirs
-    finally:
-        tmp.unlink()
-    fsync_dir(folder)
 
 
 def _checkpoint_message(seq: int, head: str, at: str) -> bytes:
