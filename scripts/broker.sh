@@ -32,16 +32,10 @@ die() { echo "broker: error: $*" >&2; exit 1; }
 
 in_root() { chroot "$ROOT" "$@"; }
 
-broker_pids() {
-  # Processes whose root is the sandbox root and whose name is "mosquitto".
-  local p
-  for p in /proc/[0-9]*; do
-    if [ "$(readlink "$p/root" 2>/dev/null)" = "$ROOT" ] \
-      && [ "$(cat "$p/comm" 2>/dev/null)" = mosquitto ]; then
-      echo "${p#/proc/}"
-    fi
-  done
-}
+# shellcheck source=scripts/root-pids.sh
+. "$REPO/scripts/root-pids.sh"
+
+broker_pids() { root_pids mosquitto; }
 
 running() { [ -n "$(broker_pids)" ]; }
 

@@ -27,19 +27,12 @@ die() { echo "sandbox: error: $*" >&2; exit 1; }
 
 in_root() { chroot "$ROOT" "$@"; }
 
-asterisk_pids() {
-  # Processes whose root directory is the sandbox root and whose name is
-  # "asterisk": the only reliable way to find our Asterisk without a pid file
-  # we could lose.  The name matters: the project's Mosquitto runs chrooted
-  # into the same root (scripts/broker.sh) and is not ours to stop.
-  local p
-  for p in /proc/[0-9]*; do
-    if [ "$(readlink "$p/root" 2>/dev/null)" = "$ROOT" ] \
-      && [ "$(cat "$p/comm" 2>/dev/null)" = asterisk ]; then
-      echo "${p#/proc/}"
-    fi
-  done
-}
+# shellcheck source=scripts/root-pids.sh
+. "$REPO/scripts/root-pids.sh"
+
+# Our Asterisk, by root and name: the project's Mosquitto runs chrooted into
+# the same root (scripts/broker.sh) and is not ours to stop.
+asterisk_pids() { root_pids asterisk; }
 
 running() { [ -n "$(asterisk_pids)" ]; }
 
