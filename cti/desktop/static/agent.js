@@ -267,6 +267,13 @@ async function finishWrapup(event) {
   } catch (e) { flash(e.message); }
 }
 
+async function extendWrapup() {
+  try {
+    await api("/api/agent/wrapup", { action: "extend", seconds: 30 });
+    flash("");
+  } catch (e) { flash(e.message); }
+}
+
 function fillDispositions(queue) {
   const all = ui.desk.dispositions || {};
   const list = all[queue] || Object.values(all)[0] || [];
@@ -278,7 +285,7 @@ function bindKeys() {
     if (!e.altKey || e.ctrlKey || e.metaKey) return;
     const k = e.key.toLowerCase();
     const actions = { r: () => setState("ready"), p: () => setState("pause"), w: () => finishWrapup(),
-      x: () => api("/api/agent/wrapup", { action: "extend", seconds: 30 }), o: () => setState("logout"),
+      x: () => extendWrapup(), o: () => setState("logout"),
       i: () => setState("login"), m: () => toggleMute() };
     if (actions[k]) { e.preventDefault(); actions[k](); }
   });
@@ -309,7 +316,7 @@ async function main() {
   $("#logout-queues").addEventListener("click", () => setState("logout"));
   $("#login-queues").addEventListener("click", () => setState("login"));
   $("#wrapup").addEventListener("submit", finishWrapup);
-  $("#extend").addEventListener("click", () => api("/api/agent/wrapup", { action: "extend", seconds: 30 }).catch((e) => flash(e.message)));
+  $("#extend").addEventListener("click", extendWrapup);
   $("#mute").addEventListener("click", toggleMute);
   $("#notify").addEventListener("click", () => Notification.requestPermission());
   $("#signout").addEventListener("click", async () => {
